@@ -1,0 +1,52 @@
+"""Command line: ``evalkit run | tasks | models`` (train, report, ... register the same way)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from evalkit import __version__
+from evalkit.errors import EvalkitError
+
+# Subcommand modules; each exposes ``add_parser(subparsers)`` which sets ``func``.
+COMMANDS = ["evalkit.commands.run", "evalkit.commands.listing"]
+OPTIONAL_COMMANDS = ["evalkit.commands.train", "evalkit.commands.export", "evalkit.commands.profile",
+                     "evalkit.commands.store", "evalkit.commands.report"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="evalkit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(name).add_parser(subparsers)
+    for name in OPTIONAL_COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EvalkitError as exc:
+        print(f"evalkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("evalkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

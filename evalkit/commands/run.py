@@ -1,0 +1,77 @@
+"""``evalkit run --model X --tasks mmlu,cmmlu``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from evalkit.errors import EvalkitError
+
+
+def batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use a positive integer or 'auto'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("use a positive integer or 'auto'")
+    return value
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("run", help="evaluate a model on tasks", description=__doc__)
+    p.add_argument("--model", required=True, help="embedded alias, local dir, .gguf file, PEFT adapter dir or hub id")
+    p.add_argument("--tasks", required=True, help="comma-separated: mmlu, cmmlu:agronomy, path/to/spec.yaml")
+    p.add_argument("--num-fewshot", type=int, default=0, choices=range(0, 6), metavar="K", help="0..5 exemplars (dev split)")
+    p.add_argument("--limit", type=int, default=None, help="at most N questions per subject")
+    p.add_argument("--batch-size", type=batch_size, default=1, help="N or auto")
+    p.add_argument("--prompt-style", default="llamafactory", help="llamafactory (default) or lm_eval")
+    p.add_argument("--apply-chat-template", action="store_true", help="wrap prompts in the model's chat template")
+    p.add_argument("--truncation", choices=["error", "left"], default="error",
+                   help="prompts longer than the context: stop with an error (default) or keep their last tokens")
+    p.add_argument("--full-prompt", action="store_true", help="compute every prompt whole (no few-shot prefix reuse)")
+    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                   help="generation tasks: at most N new tokens per sample (default: the task spec's max_new_tokens)")
+    p.add_argument("--no-chat-template", action="store_true",
+                   help="generation tasks: plain prompts even when the model has a chat template (used by default)")
+    p.add_argument("--output-dir", default="results", help="where results_*.json and samples_*.jsonl go")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="results store: a SQLite path or SQLAlchemy URL (default: $EVALKIT_STORE or the user data dir)")
+    p.add_argument("--no-store", action="store_true", help="do not record this run in the results store")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from evalkit.evaluate import results_table, run_evaluation
+    from evalkit.evaluators.base import RunConfig
+
+    if args.limit is not None and args.limit < 1:
+        raise EvalkitError("--limit must be at least 1")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise EvalkitError("--max-new-tokens must be at least 1")
+    config = RunConfig(num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size,
+                       prompt_style=args.prompt_style, apply_chat_template=args.apply_chat_template,
+                       truncation=args.truncation, seed=args.seed, progress=not args.no_progress,
+                       full_prompt=args.full_prompt, max_new_tokens=args.max_new_tokens,
+                       no_chat_template=args.no_chat_template)
+    results = run_evaluation(args.model, args.tasks, config, args.output_dir, device=args.device, dtype=args.dtype,
+                             trust_remote_code=args.trust_remote_code, argv=["evalkit", *sys.argv[1:]],
+                             store=args.store, record=not args.no_store)
+    print()
+    print(f"model: {args.model} ({results['model']['kind']}, {results['model']['dtype']}, {results['model']['device']}), "
+          f"{args.num_fewshot}-shot, prompt style {args.prompt_style}")
+    print(results_table(results))
+    from evalkit.profile import format_profile
+
+    print(format_profile(results["profile"]))
+    print(f"\nresults: {results['results_file']}")
+    if results.get("store", {}).get("run_id") is not None:
+        print(f"store: run {results['store']['run_id']} in {results['store']['url']}")
+    return 0

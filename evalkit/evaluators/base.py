@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from evalkit.models.loader import LoadedModel
+from evalkit.results import RunOutput
+from evalkit.tasks.registry import TaskSelection
+
+
+@dataclass
+class RunConfig:
+    num_fewshot: int = 0
+    limit: int | None = None
+    batch_size: int | str = 1
+    prompt_style: str = "llamafactory"
+    apply_chat_template: bool = False
+    truncation: str = "error"  # or "left"
+    seed: int = 1234
+    progress: bool = True
+    full_prompt: bool = False  # multiple choice: compute every prompt whole (no prefix reuse)
+    max_new_tokens: int | None = None  # generation: None = the task spec's max_new_tokens
+    no_chat_template: bool = False  # generation: plain prompts even when the model has a chat template
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+class TaskEvaluator(Protocol):
+    def prepare(self, selection: TaskSelection, config: RunConfig) -> Any: ...
+
+    def run(self, prepared: Any, lm: LoadedModel, config: RunConfig, output: RunOutput) -> dict: ...
+
+    def table(self, name: str, result: dict) -> list[list]: ...
+
+
+EVALUATORS: dict[str, TaskEvaluator] = {}
+
+
+def register(task_type: str):
+    def wrap(cls):
+        EVALUATORS[task_type] = cls()
+        return cls
+
+    return wrap

@@ -1,0 +1,168 @@
+"""Letter scoring: one forward pass per question, softmax over the four answer-letter logits.
+
+This is LLaMA-Factory's method (and lm-evaluation-harness's for single-token continuations):
+the logits at the last prompt position, restricted to the tokens of A, B, C and D. By default
+each subject's shared few-shot prefix is computed once and only the question suffixes run
+(evalkit/scoring/prefix_cache.py); ``reuse_prefix=False`` computes every prompt whole.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from evalkit.errors import EvalkitError
+from evalkit.models.loader import LoadedModel
+from evalkit.requests import MultipleChoiceRequest
+from evalkit.scoring.batching import HalvingOnOom, auto_batch_size, length_sorted_batches, logits_only_at, right_padded
+from evalkit.scoring.prefix_cache import common_prefix_length, prefix_cache, suffix_last_logits, supports_prefix_reuse
+from evalkit.tasks.mc_data import LETTERS
+
+
+@dataclass
+class ChoiceScore:
+    request: MultipleChoiceRequest
+    probabilities: list[float]  # softmax over the four letters
+    prediction: str
+    prompt_tokens: int
+    truncated: bool
+
+    @property
+    def correct(self) -> bool:
+        return self.prediction == self.request.gold
+
+
+def choice_token_ids(tokenizer, targets: list[str]) -> list[int]:
+    """Last token of each letter's encoding, as LLaMA-Factory does (``encode(ch)[-1]``)."""
+    ids = [tokenizer.encode(t, add_special_tokens=False)[-1] for t in targets]
+    if len(set(ids)) != len(ids):
+        raise EvalkitError(f"the tokenizer maps the answer letters {targets} to non-distinct tokens {ids}; "
+                           "use another --prompt-style")
+    return ids
+
+
+def tokenize_prompts(lm: LoadedModel, requests: list[MultipleChoiceRequest], truncation: str, label: str):
+    """Token ids of each full prompt, checked (or left-truncated) against the model's context."""
+    plain = [r for r in requests if not r.chat]
+    chat = [r for r in requests if r.chat]
+    encoded: dict[int, list[int]] = {}
+    for group, special in ((plain, True), (chat, False)):  # chat templates already carry BOS
+        if group:
+            ids = lm.tokenizer([r.prompt for r in group], add_special_tokens=special)["input_ids"]
+            encoded.update({id(r): x for r, x in zip(group, ids)})
+    sequences = [encoded[id(r)] for r in requests]
+    limit = lm.context_length
+    too_long = [i for i, s in enumerate(sequences) if len(s) > limit]
+    if too_long and truncation != "left":
+        first = requests[too_long[0]]
+        raise EvalkitError(
+            f"{len(too_long)} of {len(requests)} prompts of {label} are longer than the model's context of {limit} tokens "
+            f"(first: {first.subject} #{first.index}, {len(sequences[too_long[0]])} tokens); lower --num-fewshot, "
+            "or pass --truncation left to keep each prompt's last tokens"
+        )
+    if too_long:
+        print(f"evalkit: warning: {len(too_long)} of {len(requests)} prompts of {label} were longer than the context "
+              f"({limit} tokens); kept their last {limit} tokens (left truncation)", file=sys.stderr)
+    flags = [False] * len(sequences)
+    for i in too_long:
+        sequences[i] = sequences[i][-limit:]
+        flags[i] = True
+    return sequences, flags
+
+
+def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest], targets: list[str],
+                          batch_size: int | str = 1, truncation: str = "error", label: str = "",
+                          progress: bool = True, reuse_prefix: bool = False) -> list[ChoiceScore]:
+    """Score every request; with ``reuse_prefix`` each subject's shared prefix is computed once.
+
+    Both paths give the same predictions and probabilities (to fp32 rounding, ~1e-6); the
+    full-prompt path (``reuse_prefix=False``, ``evalkit run --full-prompt``) is the reference.
+    """
+    if not requests:
+        return []
+    letter_ids = torch.tensor(choice_token_ids(lm.tokenizer, targets))
+    sequences, truncated = tokenize_prompts(lm, requests, truncation, label)
+    lengths = [len(s) for s in sequences]
+    groups = prefix_groups(requests, sequences, truncated) if reuse_prefix and supports_prefix_reuse(lm.model) else []
+    grouped = {i for _, members in groups for i in members}
+    plain = [i for i in range(len(requests)) if i not in grouped]
+
+    results: list[ChoiceScore | None] = [None] * len(requests)
+    bar = tqdm(total=len(requests), desc=label or "scoring", unit="q", disable=not progress, dynamic_ncols=True)
+
+    def record(batch: list[int], probs: torch.Tensor) -> None:
+        for row, i in enumerate(batch):
+            p = probs[row].tolist()
+            results[i] = ChoiceScore(requests[i], p, LETTERS[max(range(4), key=p.__getitem__)], lengths[i], truncated[i])
+        bar.update(len(batch))
+
+    if plain:
+        size = _batch_size(batch_size, lm, max(lengths[i] for i in plain))
+        runner = HalvingOnOom()
+        batches = [[plain[j] for j in b] for b in length_sorted_batches([lengths[i] for i in plain], size)]
+        for batch, probs in runner.run(batches, lambda b: _forward_letters(lm, [sequences[i] for i in b], letter_ids)):
+            record(batch, probs)
+    runner = HalvingOnOom()  # one for all subjects: a size that ran out of memory once is not retried
+    for prefix_length, members in groups:
+        suffixes = {i: sequences[i][prefix_length:] for i in members}
+        size = _batch_size(batch_size, lm, max(len(s) for s in suffixes.values()), cached=prefix_length)
+        try:
+            cache = prefix_cache(lm.model, sequences[members[0]][:prefix_length], lm.device)
+        except torch.cuda.OutOfMemoryError:
+            raise EvalkitError(f"out of GPU memory computing a {prefix_length}-token prefix of {label}; "
+                               "lower --num-fewshot or use a smaller model") from None
+        batches = [[members[j] for j in b] for b in length_sorted_batches([len(suffixes[i]) for i in members], size)]
+
+        def forward(batch: list[int]) -> torch.Tensor:
+            logits = suffix_last_logits(lm.model, cache, prefix_length, [suffixes[i] for i in batch],
+                                        lm.tokenizer.pad_token_id, lm.device)
+            return _letter_probabilities(logits, letter_ids)
+
+        for batch, probs in runner.run(batches, forward):
+            record(batch, probs)
+        del cache
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def prefix_groups(requests: list[MultipleChoiceRequest], sequences: list[list[int]],
+                  truncated: list[bool]) -> list[tuple[int, list[int]]]:
+    """(shared token count, request indices) per subject prefix; single or truncated prompts stay out.
+
+    A left-truncated prompt has lost part of its prefix, so it takes the full-prompt path.
+    """
+    by_prefix: dict[tuple, list[int]] = {}
+    for i, r in enumerate(requests):
+        if not truncated[i]:
+            by_prefix.setdefault((r.task, r.subject, r.chat, r.prefix), []).append(i)
+    groups = []
+    for members in by_prefix.values():
+        if len(members) < 2:
+            continue
+        shared = common_prefix_length([sequences[i] for i in members])
+        if shared > 0:
+            groups.append((shared, members))
+    return groups
+
+
+def _batch_size(batch_size: int | str, lm: LoadedModel, longest: int, cached: int = 0) -> int:
+    if batch_size == "auto":
+        return auto_batch_size(lm.model, longest, lm.device, cached=cached)
+    return int(batch_size)
+
+
+def _letter_probabilities(logits: torch.Tensor, letter_ids: torch.Tensor) -> torch.Tensor:
+    # float64 softmax over four numbers: cheap, and keeps probabilities comparable to 1e-12.
+    return torch.softmax(logits[:, letter_ids.to(logits.device)].double(), dim=-1).cpu()
+
+
+@torch.inference_mode()
+def _forward_letters(lm: LoadedModel, sequences: list[list[int]], letter_ids: torch.Tensor) -> torch.Tensor:
+    ids, mask = right_padded(sequences, lm.tokenizer.pad_token_id, lm.device)
+    last = mask.sum(dim=1) - 1
+    with logits_only_at(lm.model, last):
+        logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, -1, :]
+    return _letter_probabilities(logits, letter_ids)

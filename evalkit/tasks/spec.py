@@ -1,0 +1,129 @@
+"""Task specs: one YAML file per benchmark in the top-level ``tasks/`` folder.
+
+A spec says where the data lives (relative to the spec file, or a hub dataset), which splits and
+subjects exist, how subjects map to categories, and the prompt styles. Each task ``type`` has its
+own dataclass; ``TASK_TYPES`` maps the YAML ``type`` to the class that parses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from evalkit.cache import sha256_file
+from evalkit.errors import EvalkitError
+
+
+@dataclass(frozen=True)
+class Subject:
+    key: str
+    name: str  # display name put into prompts ("abstract algebra", "农学")
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    header: str  # once per prompt, may use {subject}
+    example: str  # one question: {question}, {question_stripped}, {A}..{D}
+    target: str  # the answer appended after ``example``: "{answer}" or " {answer}"
+    separator: str = "\n\n"  # after each exemplar
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    type: str
+    path: Path  # the spec file
+    raw: dict = field(repr=False, compare=False)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def spec_hash(self) -> str:
+        return sha256_file(self.path)
+
+
+@dataclass(frozen=True)
+class MultipleChoiceSpec(TaskSpec):
+    language: str = "en"
+    data: dict = field(default_factory=dict)
+    splits: tuple[str, ...] = ()
+    eval_split: str = "test"
+    fewshot_split: str = "dev"
+    categories: tuple[str, ...] = ()
+    subjects: dict[str, Subject] = field(default_factory=dict)
+    prompt_styles: dict[str, PromptStyle] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict, path: Path) -> "MultipleChoiceSpec":
+        required = ["task", "data", "subjects", "prompt_styles", "eval_split"]
+        _require(raw, required, path)
+        subjects = {}
+        for key, value in raw["subjects"].items():
+            if not isinstance(value, dict) or "name" not in value:
+                raise EvalkitError(f"{path}: subject {key!r} needs a mapping with 'name' and 'categories'")
+            subjects[key] = Subject(key, str(value["name"]), tuple(value.get("categories") or ()))
+        styles = {}
+        for name, value in raw["prompt_styles"].items():
+            try:
+                styles[name] = PromptStyle(**value)
+            except TypeError as exc:
+                raise EvalkitError(f"{path}: prompt style {name!r}: {exc}") from None
+        return cls(
+            name=raw["task"], type="multiple_choice", path=path, raw=raw,
+            language=raw.get("language", "en"), data=raw["data"],
+            splits=tuple(raw.get("splits") or (raw["eval_split"], raw.get("fewshot_split", "dev"))),
+            eval_split=raw["eval_split"], fewshot_split=raw.get("fewshot_split", "dev"),
+            categories=tuple(raw.get("categories") or ()), subjects=subjects, prompt_styles=styles,
+        )
+
+
+TASK_TYPES: dict[str, Callable[[dict, Path], TaskSpec]] = {
+    "multiple_choice": MultipleChoiceSpec.from_dict,
+}
+
+
+def load_spec(path: Path) -> TaskSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise EvalkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the spec file") from None
+    if not isinstance(raw, dict):
+        raise EvalkitError(f"{path}: a task spec must be a YAML mapping")
+    kind = raw.get("type")
+    if kind not in TASK_TYPES:
+        raise EvalkitError(f"{path}: unknown task type {kind!r}; use one of {', '.join(TASK_TYPES)}")
+    return TASK_TYPES[kind](raw, path)
+
+
+def _require(raw: dict, keys: list[str], path: Path) -> None:
+    missing = [k for k in keys if k not in raw]
+    if missing:
+        raise EvalkitError(f"{path}: missing key(s) {', '.join(missing)}; see docs/new_task_guide.md")
+
+
+def as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _generation_spec(raw: dict, path: Path) -> TaskSpec:
+    # Lives in its own module (it builds on TaskSpec above; importing it lazily avoids a cycle).
+    from evalkit.tasks.generation_spec import GenerationSpec
+
+    return GenerationSpec.from_dict(raw, path)
+
+
+TASK_TYPES["generation"] = _generation_spec
+
+
+def _perplexity_spec(raw: dict, path: Path) -> TaskSpec:
+    from evalkit.profile.perplexity import PerplexitySpec  # lazy, like generation: avoids a cycle
+
+    return PerplexitySpec.from_dict(raw, path)
+
+
+TASK_TYPES["perplexity"] = _perplexity_spec

@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny randomly initialised model (fast tests) and the real embedded model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Runs recorded by tests go to a throwaway results store, never the user's own.
+os.environ.setdefault("EVALKIT_STORE", os.path.join(tempfile.mkdtemp(prefix="evalkit-test-store-"), "store.sqlite"))
+
+REPO = Path(__file__).resolve().parents[1]
+SMOLLM2 = "smollm2-135m-instruct"
+
+
+def build_tiny_model(directory: Path, *, seed: int = 0, context: int = 512) -> Path:
+    """A 2-layer Llama with SmolLM2's real tokenizer (and chat template), random weights."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from evalkit.models.embedded import resolve_embedded
+
+    source, _ = resolve_embedded(SMOLLM2)
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """Path of a tiny random Llama checkpoint (safetensors + tokenizer); do not modify it."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_model_dir):
+    from evalkit.models import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real embedded SmolLM2-135M-Instruct (fp32, CPU), loaded once per test session."""
+    from evalkit.models import load_model
+
+    return load_model(SMOLLM2)
