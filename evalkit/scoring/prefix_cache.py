@@ -1,0 +1,80 @@
+"""Shared-prefix reuse: compute a subject's few-shot prefix once, then only each question's suffix.
+
+In 5-shot MMLU/CMMLU/C-Eval every question of a subject starts with the same header and
+exemplars (hundreds of tokens) and differs only in its last ~100. The prefix's key/value cache
+is computed once (batch 1), repeated across each batch, and the right-padded suffixes run on
+top of it with positions continuing after the prefix. Nothing is approximated: the suffix
+tokens see exactly the keys and values they would see in the full prompt, so the logits match
+the full-prompt path up to fp32 rounding (different GEMM shapes).
+
+The prefix is the longest common prefix of the subject's *full-prompt token sequences*, not the
+tokenisation of the prefix text: BPE merges across the prefix/question boundary (SmolLM2 encodes
+a trailing "\\n\\n" as one token but as two before more text), so only shared tokens are shared.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+
+from evalkit.scoring.batching import logits_only_at, right_padded
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens every sequence starts with, leaving at least one token of each to score."""
+    if not sequences:
+        return 0
+    shortest = min(len(s) for s in sequences)
+    first = sequences[0]
+    length = shortest - 1
+    for seq in sequences[1:]:
+        n = 0
+        while n < length and seq[n] == first[n]:
+            n += 1
+        length = n
+        if length == 0:
+            break
+    return max(length, 0)
+
+
+def supports_prefix_reuse(model) -> bool:
+    """False for models whose forward already owns ``past_key_values`` (PEFT prompt learning)."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        return False
+    peft_config = getattr(model, "active_peft_config", None)
+    if peft_config is not None and getattr(peft_config, "is_prompt_learning", False):
+        return False
+    return True
+
+
+@torch.inference_mode()
+def prefix_cache(model, prefix_ids: Sequence[int], device: str):
+    """The key/value cache of ``prefix_ids`` (batch 1), computed once per subject."""
+    ids = torch.tensor([list(prefix_ids)], dtype=torch.long, device=device)
+    # The LM head only at the last position: the logits are not needed, only the cache.
+    with logits_only_at(model, torch.tensor([ids.shape[1] - 1])):
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+    return out.past_key_values
+
+
+@torch.inference_mode()
+def suffix_last_logits(model, cache, prefix_length: int, suffixes: list[list[int]], pad_id: int,
+                       device: str) -> torch.Tensor:
+    """Logits at each suffix's last real token, the suffixes batched on top of the shared ``cache``.
+
+    ``cache`` is not modified: forward appends to the cache it is given, so each batch gets a
+    copy repeated to the batch size (the public ``batch_repeat_interleave`` works for every
+    cache layer type, sliding-window layers included).
+    """
+    batch = copy.deepcopy(cache)
+    batch.batch_repeat_interleave(len(suffixes))
+    ids, suffix_mask = right_padded(suffixes, pad_id, device)
+    rows, width = ids.shape
+    mask = torch.cat([torch.ones((rows, prefix_length), dtype=suffix_mask.dtype, device=device), suffix_mask], dim=1)
+    positions = (torch.arange(width, device=device) + prefix_length).unsqueeze(0).expand(rows, -1)
+    last = suffix_mask.sum(dim=1) - 1
+    with logits_only_at(model, last):
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=batch, use_cache=True)
+    return out.logits[:, -1, :]

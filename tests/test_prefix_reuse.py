@@ -1,0 +1,125 @@
+"""Prefix reuse (a subject's few-shot prefix computed once) must score exactly like the full prompt.
+
+The full-prompt path is the reference: same predictions, probabilities within 1e-5 (fp32
+rounding from different GEMM shapes is ~5e-6 even between two batch sizes of the full path).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from evalkit.requests import build_requests, choice_targets
+from evalkit.scoring.multiple_choice import prefix_groups, score_multiple_choice, tokenize_prompts
+from evalkit.scoring.prefix_cache import common_prefix_length, supports_prefix_reuse
+from evalkit.tasks.mc_data import load_split
+from evalkit.tasks.registry import resolve_tasks
+
+TOLERANCE = 1e-5
+
+
+def cmmlu_requests(tokenizer, subjects, per_subject, shots=5, style="llamafactory", chat=False):
+    spec = resolve_tasks("cmmlu")[0].spec
+    requests = []
+    for subject in subjects:
+        questions = load_split(spec, subject, "test")[:per_subject]
+        exemplars = load_split(spec, subject, "dev")[:shots]
+        requests += build_requests(spec, style, subject, questions, exemplars, tokenizer, chat=chat)
+    return requests, choice_targets(spec, style)
+
+
+def assert_same_scores(reference, scores):
+    assert [s.request for s in scores] == [r.request for r in reference]
+    assert [s.prediction for s in scores] == [r.prediction for r in reference]
+    worst = max(abs(a - b) for r, s in zip(reference, scores) for a, b in zip(r.probabilities, s.probabilities))
+    assert worst < TOLERANCE, worst
+
+
+def count_computed_tokens(model):
+    """A forward pre-hook on the input embedding that adds up the tokens each call computes."""
+    seen = []
+    handle = model.get_input_embeddings().register_forward_pre_hook(lambda _m, args: seen.append(args[0].numel()))
+    return seen, handle
+
+
+def test_common_prefix_length_leaves_a_token_to_score():
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter one keeps its last token
+    assert common_prefix_length([[7, 2], [1, 2]]) == 0
+    assert common_prefix_length([[1, 2, 3]]) == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_long(tmp_path_factory):
+    """The conftest tiny Llama with a 2048-token context, so 5-shot CMMLU prompts fit."""
+    from evalkit.models import load_model
+    from tests.conftest import build_tiny_model
+
+    return load_model(str(build_tiny_model(tmp_path_factory.mktemp("tiny-2k"), seed=3, context=2048)))
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_tiny_model_prefix_reuse_matches_full_prompt(tiny_long, chat):
+    requests, targets = cmmlu_requests(tiny_long.tokenizer, ["agronomy", "anatomy", "arts"], 5, chat=chat)
+    sequences, truncated = tokenize_prompts(tiny_long, requests, "error", "cmmlu")
+    groups = prefix_groups(requests, sequences, truncated)
+    assert sorted(len(m) for _, m in groups) == [5, 5, 5]
+    # The shared prefix is the token-level common prefix: at least the exemplars, never a whole prompt.
+    assert all(100 < shared < min(len(sequences[i]) for i in members) for shared, members in groups)
+    for batch_size in (1, 8):
+        full = score_multiple_choice(tiny_long, requests, targets, batch_size, progress=False, reuse_prefix=False)
+        seen, handle = count_computed_tokens(tiny_long.model)
+        try:
+            reused = score_multiple_choice(tiny_long, requests, targets, batch_size, progress=False, reuse_prefix=True)
+        finally:
+            handle.remove()
+        assert_same_scores(full, reused)
+        # Each prefix computed once, each suffix once (plus right padding within a batch).
+        shared = sum(p for p, _ in groups)
+        assert sum(seen) < sum(len(s) for s in sequences) - 3 * shared
+
+
+def test_truncated_prompts_fall_back_to_the_full_path(tiny_lm):
+    """With a 512-token context some 5-shot prompts are left-truncated: those lost part of the prefix."""
+    requests, targets = cmmlu_requests(tiny_lm.tokenizer, ["agronomy", "anatomy"], 4)
+    sequences, truncated = tokenize_prompts(tiny_lm, requests, "left", "cmmlu")
+    assert any(truncated) and not all(truncated)
+    grouped = {i for _, members in prefix_groups(requests, sequences, truncated) for i in members}
+    assert not grouped & {i for i, t in enumerate(truncated) if t}
+    full = score_multiple_choice(tiny_lm, requests, targets, 4, "left", progress=False, reuse_prefix=False)
+    reused = score_multiple_choice(tiny_lm, requests, targets, 4, "left", progress=False, reuse_prefix=True)
+    assert_same_scores(full, reused)
+    assert [s.truncated for s in reused] == truncated
+
+
+def test_peft_adapters(tiny_long):
+    """LoRA keeps prefix reuse (same scores); prefix tuning owns past_key_values, so it falls back."""
+    from peft import LoraConfig, PrefixTuningConfig, get_peft_model
+
+    from evalkit.models.loader import LoadedModel
+
+    requests, targets = cmmlu_requests(tiny_long.tokenizer, ["agronomy"], 4)
+    for config, reusable in ((LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False), True),
+                             (PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4), False)):
+        torch.manual_seed(0)
+        model = get_peft_model(copy.deepcopy(tiny_long.model), config).eval()
+        assert supports_prefix_reuse(model) is reusable
+        lm = LoadedModel(model, tiny_long.tokenizer, {}, "cpu", "float32", 2048)
+        full = score_multiple_choice(lm, requests, targets, 4, progress=False, reuse_prefix=False)
+        reused = score_multiple_choice(lm, requests, targets, 4, progress=False, reuse_prefix=True)
+        assert_same_scores(full, reused)
+
+
+def test_real_smollm2_cmmlu_5shot_prefix_reuse_matches_full_prompt(smollm2):
+    """The real embedded SmolLM2, real CMMLU 5-shot prompts, batch sizes 1 and 8."""
+    requests, targets = cmmlu_requests(smollm2.tokenizer, ["agronomy", "college_medicine"], 3)
+    full = score_multiple_choice(smollm2, requests, targets, 1, progress=False, reuse_prefix=False)
+    for batch_size in (1, 8):
+        reused = score_multiple_choice(smollm2, requests, targets, batch_size, progress=False, reuse_prefix=True)
+        assert_same_scores(full, reused)
+    # Not a uniform tie that would hide a broken cache: the real model leans (uniform is 0.25), and
+    # its leaning differs from question to question.
+    assert max(max(s.probabilities) for s in full) > 0.3
+    assert len({tuple(round(p, 3) for p in s.probabilities) for s in full}) == len(full)
