@@ -1,0 +1,74 @@
+"""Text-similarity metrics for generation tasks.
+
+``sample_scores`` reproduces LLaMA-Factory's ``ComputeSimilarity`` (src/llamafactory/train/sft/metric.py)
+step for step, so numbers are comparable with its ``predict`` output:
+
+- ROUGE-1/2/L: both texts are cut into words with ``jieba.cut``; if either side has no word after
+  whitespace splitting, every ROUGE is 0; otherwise ``rouge_chinese.Rouge().get_scores`` on the
+  space-joined words gives F-scores.
+- BLEU-4: ``nltk`` ``sentence_bleu([list(reference)], list(prediction), smoothing=method3)`` on
+  characters (not words), uniform 4-gram weights.
+- Each score is multiplied by 100 and rounded to 4 decimals per sample; the task score is the mean.
+
+``corpus_sacrebleu`` is a second, differently defined number: sacrebleu's corpus BLEU (n-gram
+counts pooled over all samples, one brevity penalty, its own tokenizer), as lm-evaluation-harness
+reports it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from evalkit.metrics.accuracy import mean_stderr
+
+METRICS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")
+
+
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # it prints "Building prefix dict..." to stderr on first use
+    return jieba
+
+
+def sample_scores(prediction: str, reference: str) -> dict[str, float]:
+    """BLEU-4 and ROUGE-1/2/L (0-100, 4 decimals) of one prediction against one reference."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+    from rouge_chinese import Rouge
+
+    jieba = _jieba()
+    hypothesis = list(jieba.cut(prediction))
+    reference_words = list(jieba.cut(reference))
+    if not " ".join(hypothesis).split() or not " ".join(reference_words).split():
+        rouge = {"rouge-1": {"f": 0.0}, "rouge-2": {"f": 0.0}, "rouge-l": {"f": 0.0}}
+    else:
+        rouge = Rouge().get_scores(" ".join(hypothesis), " ".join(reference_words))[0]
+    scores = {key: round(value["f"] * 100, 4) for key, value in rouge.items()}
+    bleu = sentence_bleu([list(reference)], list(prediction), smoothing_function=SmoothingFunction().method3)
+    scores["bleu-4"] = round(float(bleu) * 100, 4)  # nltk returns int 0 when no character matches
+    return {key: scores[key] for key in METRICS}
+
+
+def summarize_scores(per_sample: list[dict[str, float]]) -> dict:
+    """Mean of each metric over samples, with the standard error of that mean."""
+    block: dict = {"n": len(per_sample)}
+    for key in METRICS:
+        values = [s[key] for s in per_sample]
+        block[key] = sum(values) / len(values) if values else None
+        block[f"{key}_stderr"] = mean_stderr(values)
+    return block
+
+
+def sacrebleu_tokenizer(language: str) -> str:
+    """sacrebleu's 'zh' tokenizer splits CJK characters; '13a' (its default) suits English."""
+    return "zh" if language.lower().startswith("zh") else "13a"
+
+
+def corpus_sacrebleu(predictions: list[str], references: list[str], tokenize: str = "13a") -> dict:
+    """sacrebleu corpus BLEU (0-100) with its reproducibility signature."""
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU(tokenize=tokenize)
+    result = metric.corpus_score(predictions, [references])
+    return {"score": result.score, "signature": str(metric.get_signature()),
+            "brevity_penalty": result.bp, "precisions": list(result.precisions)}
