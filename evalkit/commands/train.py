@@ -1,0 +1,26 @@
+"""``evalkit train trainers/lora.yaml [key=value ...]``: fine-tune and write an evaluable checkpoint."""
+
+from __future__ import annotations
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="fine-tune a model from a recipe (trainers/*.yaml)", description=__doc__)
+    p.add_argument("recipe", help="recipe YAML, e.g. trainers/lora.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override recipe options, e.g. max_steps=10")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    from evalkit.train.recipe import load_recipe
+    from evalkit.train.runner import train
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    output = train(recipe)
+    manifest = json.loads((output / "train_manifest.json").read_text(encoding="utf-8"))
+    print(f"\n{recipe.method} ({recipe.stage}) on {recipe.model}: {manifest['global_step']} steps, "
+          f"final loss {manifest['final_loss']}, {manifest['trainable_parameters']:,} trainable parameters")
+    print(f"checkpoint: {output}")
+    print(f"evaluate it: evalkit run --model {output} --tasks <tasks>")
+    return 0
