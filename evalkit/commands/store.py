@@ -1,0 +1,60 @@
+"""``evalkit runs``: list the results store; ``evalkit import DIR``: load results written elsewhere."""
+
+from __future__ import annotations
+
+STORE_HELP = "results store: SQLite path or SQLAlchemy URL (default: $EVALKIT_STORE or the user data dir)"
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("runs", help="list runs in the results store", description=__doc__)
+    p.add_argument("--store", default=None, metavar="URL", help=STORE_HELP)
+    p.add_argument("--model", default=None, help="only runs of this model (name, label, path or key)")
+    p.add_argument("--task", default=None, help="only runs with this task")
+    p.add_argument("--kind", choices=["evaluation", "training", "profile"], default=None)
+    p.add_argument("--limit", type=int, default=50, help="newest N runs (default 50)")
+    p.set_defaults(func=runs)
+    i = subparsers.add_parser("import", help="record results_*.json, profile_*.json, train_manifest.json files into the store")
+    i.add_argument("directory", help="folder searched recursively")
+    i.add_argument("--store", default=None, metavar="URL", help=STORE_HELP)
+    i.set_defaults(func=import_runs)
+
+
+def _score(result) -> str:
+    if result.score is None:
+        return "-"
+    value = result.score * 100 if result.metric == "acc" else result.score
+    return f"{result.metric} {value:.2f}"
+
+
+def runs(args) -> int:
+    from tabulate import tabulate
+
+    from evalkit.store import normalise_url
+    from evalkit.store.query import list_runs
+
+    url = normalise_url(args.store)
+    rows = []
+    for run in list_runs(url, model=args.model, task=args.task, kind=args.kind, limit=args.limit):
+        tasks = "; ".join(f"{t.task}: {_score(t)} (n={t.n})" for t in run.tasks)
+        memory = (run.profile or {}).get("memory", {}).get("peak_rss_mb")
+        rows.append([run.id, run.created_at, run.kind, run.model_label, run.model_key[:10], tasks,
+                     f"{memory:.0f}" if memory else "-", run.evalkit_version])
+    print(f"store: {url}")
+    if not rows:
+        print("no runs recorded yet; `evalkit run` records each run, `evalkit import DIR` loads older results")
+        return 0
+    print(tabulate(rows, headers=["id", "created (UTC)", "kind", "model", "model key", "tasks", "peak RSS MB", "evalkit"],
+                   tablefmt="github", disable_numparse=True))
+    return 0
+
+
+def import_runs(args) -> int:
+    from evalkit.store import import_directory, normalise_url
+
+    url = normalise_url(args.store)
+    ids, skipped = import_directory(args.directory, url)
+    for line in skipped:
+        print(f"skipped: {line}")
+    print(f"recorded {len(ids)} run(s) into {url}: {', '.join(map(str, ids)) or '-'} "
+          "(files already in the store keep their run id)")
+    return 0

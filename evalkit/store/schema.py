@@ -1,0 +1,80 @@
+"""Tables of the results store. One ``Run`` per evaluation / training / profile; its tasks; their scores.
+
+A run is keyed by the model's identity (``model_key``: a hash of the weights, adapter and base,
+never of a path), each task result by task name, spec and prompt hashes and the evalkit version.
+``source_sha256`` (hash of the results file) makes recording and importing idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # evaluation | training | profile
+    status: Mapped[str] = mapped_column(String(16), default="complete")
+    created_at: Mapped[str] = mapped_column(String(40))  # ISO-8601 UTC, as in the results file
+    recorded_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
+    model_name: Mapped[str] = mapped_column(Text)  # what the user passed to --model
+    model_label: Mapped[str] = mapped_column(Text)  # short human name (alias, checkpoint dir)
+    model_key: Mapped[str] = mapped_column(String(64), index=True)
+    base_model_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_identity: Mapped[dict] = mapped_column(JSON)
+    evalkit_version: Mapped[str] = mapped_column(String(32))
+    results_file: Mapped[str | None] = mapped_column(Text, nullable=True)
+    config: Mapped[dict] = mapped_column(JSON, default=dict)
+    profile: Mapped[dict] = mapped_column(JSON, default=dict)
+    command: Mapped[list] = mapped_column(JSON, default=list)
+
+    tasks: Mapped[list["TaskResult"]] = relationship(back_populates="run", cascade="all, delete-orphan",
+                                                     order_by="TaskResult.id")
+
+
+class TaskResult(Base):
+    __tablename__ = "task_results"
+    __table_args__ = (Index("ix_task_identity", "task", "spec_sha256", "prompt_sha256", "evalkit_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    task: Mapped[str] = mapped_column(String(200))
+    task_type: Mapped[str] = mapped_column(String(32))
+    spec_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prompt_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    evalkit_version: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str] = mapped_column(String(64))  # the headline metric of this task type
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    samples_file: Mapped[str | None] = mapped_column(Text, nullable=True)  # absolute path of the JSONL
+    result: Mapped[dict] = mapped_column(JSON)  # the task's whole results block
+
+    run: Mapped[Run] = relationship(back_populates="tasks")
+    scores: Mapped[list["Score"]] = relationship(back_populates="task_result", cascade="all, delete-orphan",
+                                                 order_by="Score.id")
+
+
+class Score(Base):
+    """One figure: overall, per subject or per category."""
+
+    __tablename__ = "scores"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_result_id: Mapped[int] = mapped_column(ForeignKey("task_results.id", ondelete="CASCADE"), index=True)
+    level: Mapped[str] = mapped_column(String(16))  # overall | subject | category
+    group: Mapped[str] = mapped_column(String(200))  # "micro", "macro", subject key, category name
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stderr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    task_result: Mapped[TaskResult] = relationship(back_populates="scores")
