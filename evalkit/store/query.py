@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
@@ -38,11 +39,19 @@ def matches_model(run: Run, ref: str) -> bool:
     return bool(source) and path.exists() and str(path.resolve()) == source
 
 
-def resolve_side(ref: str, store: str | None = None, tasks: list[str] | None = None) -> tuple[str, dict[str, TaskResult]]:
-    """``ref`` is a run id (its tasks) or a model name/path/key (its latest result per task).
+@dataclass
+class Side:
+    """One side of a comparison: a model's latest stored result per task, and the runs they came from."""
 
-    Returns (model label, {task: TaskResult}) over evaluation and profile runs.
-    """
+    label: str
+    model_key: str
+    results: dict[str, TaskResult]
+    runs: dict[str, Run]  # task -> the run holding its result
+    profile_run: Run | None  # latest `evalkit profile` run of the model, if any
+
+
+def resolve_model(ref: str, store: str | None = None, tasks: list[str] | None = None) -> Side:
+    """``ref`` is a run id (its tasks) or a model name/label/path/key (its latest result per task)."""
     runs = [r for r in list_runs(store) if r.kind in ("evaluation", "profile")]
     if ref.isdigit():
         chosen = [r for r in runs if r.id == int(ref)]
@@ -58,10 +67,20 @@ def resolve_side(ref: str, store: str | None = None, tasks: list[str] | None = N
             newest = max(chosen, key=lambda r: r.id).model_key
             chosen = [r for r in chosen if r.model_key == newest]
     results: dict[str, TaskResult] = {}
+    sources: dict[str, Run] = {}
     for run in sorted(chosen, key=lambda r: r.id):  # later runs replace earlier ones
         for result in run.tasks:
             if tasks is None or result.task in tasks:
                 results[result.task] = result
+                sources[result.task] = run
     if not results:
         raise EvalkitError(f"{ref!r} has no results for tasks {', '.join(tasks or [])} in the store; run them first")
-    return chosen[-1].model_label, results
+    profiles = [r for r in chosen if r.kind == "profile"]
+    latest = max(chosen, key=lambda r: r.id)
+    return Side(latest.model_label, latest.model_key, results, sources, max(profiles, key=lambda r: r.id) if profiles else None)
+
+
+def resolve_side(ref: str, store: str | None = None, tasks: list[str] | None = None) -> tuple[str, dict[str, TaskResult]]:
+    """(model label, {task: TaskResult}) of ``resolve_model``."""
+    side = resolve_model(ref, store, tasks)
+    return side.label, side.results

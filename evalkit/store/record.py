@@ -123,18 +123,28 @@ def record_training(checkpoint_dir: str | Path, manifest: dict, profile: dict | 
         identity = {"kind": "local", "source": str(directory.resolve()), "weights_sha256": weights_hash(directory)}
     text = json.dumps(manifest, sort_keys=True, default=str)
     source = sha256_file(manifest_path) if manifest_path.is_file() else hashlib.sha256(text.encode()).hexdigest()
-    run = Run(source_sha256=source, kind="training", created_at=str(manifest.get("finished_at") or manifest.get("created_at") or ""),
+    created = manifest.get("finished_at") or manifest.get("created_at") or _modified_at(manifest_path)
+    run = Run(source_sha256=source, kind="training", created_at=str(created),
               model_name=str(directory), model_label=model_label(str(directory), identity), model_key=model_key(identity),
               base_model_key=model_key(base_identity) if base_identity else None, model_identity=identity,
-              evalkit_version=str(manifest.get("evalkit_version", "")),
+              evalkit_version=str(manifest.get("evalkit_version") or (manifest.get("versions") or {}).get("evalkit", "")),
               results_file=str(manifest_path.resolve()) if manifest_path.is_file() else None,
               config=manifest, profile=profile or manifest.get("profile") or {}, command=manifest.get("command") or [])
     loss = manifest.get("final_loss")
     run.tasks.append(TaskResult(task="training", task_type="training", spec_sha256=manifest.get("data_sha256"),
                                 prompt_sha256=None, evalkit_version=run.evalkit_version, metric="final_loss",
                                 score=float(loss) if isinstance(loss, (int, float)) else None,
-                                n=manifest.get("steps"), samples_file=None, result=manifest, scores=[]))
+                                n=manifest.get("steps") or manifest.get("global_step"), samples_file=None, result=manifest, scores=[]))
     return _insert(run, store)
+
+
+def _modified_at(path: Path) -> str:
+    """A manifest without a timestamp: its file's modification time (ISO-8601 UTC)."""
+    from datetime import datetime, timezone
+
+    if not path.is_file():
+        return ""
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
 
 
 def import_directory(directory: str | Path, store: str | None = None) -> tuple[list[int], list[str]]:
@@ -144,6 +154,9 @@ def import_directory(directory: str | Path, store: str | None = None) -> tuple[l
         raise EvalkitError(f"{root} is not a directory; pass the folder holding results_*.json files")
     ids, skipped = [], []
     files = sorted([*root.rglob("results_*.json"), *root.rglob("profile_*.json"), *root.rglob("train_manifest.json")])
+    # intermediate checkpoint-N/ copies of a finished run's manifest are not runs of their own
+    files = [f for f in files if not (f.name == "train_manifest.json" and f.parent.name.startswith("checkpoint-")
+                                      and (f.parent.parent / "train_manifest.json").is_file())]
     for path in files:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -151,7 +164,9 @@ def import_directory(directory: str | Path, store: str | None = None) -> tuple[l
             skipped.append(f"{path} (not readable JSON: {exc})")
             continue
         if path.name == "train_manifest.json":
-            ids.append(record_training(path.parent, data, store=store))
+            profile_path = path.parent / "train_profile.json"  # written by `evalkit train` beside the manifest
+            profile = json.loads(profile_path.read_text(encoding="utf-8")) if profile_path.is_file() else None
+            ids.append(record_training(path.parent, data, profile, store=store))
         elif isinstance(data, dict) and "tasks" in data and "model" in data:
             ids.append(record_results(data, path, store))
         else:

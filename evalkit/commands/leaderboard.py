@@ -1,0 +1,24 @@
+"""``evalkit leaderboard [DEFINITION.yaml] --output DIR``: a static HTML leaderboard site from the results store."""
+
+from __future__ import annotations
+
+from evalkit.commands.report import STORE_HELP
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("leaderboard", help="static HTML leaderboard (sortable, filterable) from the results store",
+                              description=__doc__)
+    p.add_argument("definition", nargs="?", default=None, help="leaderboard YAML (default leaderboards/default.yaml)")
+    p.add_argument("--output", default="leaderboard", help="directory for index.html and models/*.html (default ./leaderboard)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty directory not made by evalkit")
+    p.add_argument("--store", default=None, metavar="URL", help=STORE_HELP)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from evalkit.report import build_leaderboard
+
+    path, rows = build_leaderboard(args.definition, args.output, args.store, args.force)
+    print(f"{len(rows)} model(s): {', '.join(r['label'] for r in rows)}")
+    print(f"leaderboard: {path.resolve()}")
+    return 0

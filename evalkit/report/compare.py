@@ -1,0 +1,182 @@
+"""Base vs candidate from the results store: scores, deltas and paired tests per task, subject and category."""
+
+from __future__ import annotations
+
+from evalkit.errors import EvalkitError
+from evalkit.report.figures import PROFILE_FIGURES, model_figures
+from evalkit.report.samples import pair_rows, read_samples
+from evalkit.report.significance import mcnemar_exact, paired_bootstrap, verdict
+from evalkit.store.query import Side, resolve_model
+
+GENERATION_METRICS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")
+EXAMPLES_SHOWN = 8  # paired predictions printed per generation task
+
+
+def compare(base_ref: str, candidate_ref: str, store: str | None = None, tasks: list[str] | None = None) -> dict:
+    base = resolve_model(base_ref, store, tasks)
+    candidate = resolve_model(candidate_ref, store, tasks)
+    shared = [t for t in base.results if t in candidate.results]
+    if tasks:
+        missing = [t for t in tasks if t not in shared]
+        if missing:
+            raise EvalkitError(f"task(s) {', '.join(missing)} not stored for both {base_ref!r} and {candidate_ref!r}; "
+                               "run them with `evalkit run` first")
+    if not shared:
+        raise EvalkitError(f"{base_ref!r} and {candidate_ref!r} have no task in common in the store; "
+                           "evaluate both on the same tasks first")
+    sections = []
+    for task in shared:
+        a, b = base.results[task], candidate.results[task]
+        if a.task_type == "multiple_choice":
+            sections.append(_multiple_choice(task, a, b))
+        elif a.task_type == "generation":
+            sections.append(_generation(task, a, b))
+        else:
+            sections.append(_overall_only(task, a, b))
+    return {
+        "base": _side_info(base), "candidate": _side_info(candidate),
+        "tasks": sections,
+        "summary": [row for s in sections for row in s["summary"]],
+        "profile": _profile_rows(base, candidate),
+    }
+
+
+def _side_info(side: Side) -> dict:
+    runs = sorted({r.id: r for r in side.runs.values()}.values(), key=lambda r: r.id)
+    return {"label": side.label, "model_key": side.model_key,
+            "runs": [{"id": r.id, "created_at": r.created_at, "evalkit_version": r.evalkit_version,
+                      "tasks": [t for t, run in side.runs.items() if run.id == r.id]} for r in runs]}
+
+
+def _row(level: str, group: str, metric: str, base: float | None, candidate: float | None, test=None,
+         scale: float = 1.0, n=None) -> dict:
+    delta = candidate - base if base is not None and candidate is not None else None
+    return {"level": level, "group": group, "metric": metric,
+            "base": None if base is None else base * scale, "candidate": None if candidate is None else candidate * scale,
+            "delta": None if delta is None else delta * scale, "n": n if n is not None else (test.n if test else None),
+            "test": test.test if test else None, "p_value": test.p_value if test else None,
+            "verdict": test.verdict if test else "not tested", "detail": test.detail if test else {}}
+
+
+def _scores(result, level: str) -> dict[str, dict]:
+    return {s.group: {"value": s.value, "stderr": s.stderr, "n": s.n} for s in result.scores if s.level == level}
+
+
+def _notes(task: str, a, b) -> list[str]:
+    notes = []
+    if a.spec_sha256 != b.spec_sha256:
+        notes.append(f"{task}: the two runs used different task specs (spec hash {str(a.spec_sha256)[:10]} vs "
+                     f"{str(b.spec_sha256)[:10]}); scores may not be comparable.")
+    if a.prompt_sha256 != b.prompt_sha256:
+        notes.append(f"{task}: the prompts differ between the runs (different few-shot, template or sample set); "
+                     "paired tests use only the questions both answered.")
+    if a.n != b.n:
+        notes.append(f"{task}: base scored {a.n} items, candidate {b.n}.")
+    return notes
+
+
+def _multiple_choice(task: str, a, b) -> dict:
+    rows_a, rows_b = read_samples(a.samples_file), read_samples(b.samples_file)
+    notes = _notes(task, a, b)
+    pairs = pair_rows(rows_a, rows_b) if rows_a is not None and rows_b is not None else []
+    if rows_a is None or rows_b is None:
+        notes.append(f"{task}: a per-sample file is missing ({a.samples_file if rows_a is None else b.samples_file}); "
+                     "significance was not computed.")
+
+    def test(keep) -> object:
+        chosen = [(x, y) for x, y in pairs if keep(x)]
+        return mcnemar_exact([bool(x["correct"]) for x, _ in chosen], [bool(y["correct"]) for _, y in chosen]) if chosen else None
+
+    subjects_a, subjects_b = _scores(a, "subject"), _scores(b, "subject")
+    categories_a, categories_b = _scores(a, "category"), _scores(b, "category")
+    subject_rows = [_row("subject", s, "acc", subjects_a[s]["value"], subjects_b[s]["value"],
+                         test(lambda x, s=s: x.get("subject") == s), 100, subjects_a[s]["n"])
+                    for s in subjects_a if s in subjects_b]
+    subject_names = {s: block.get("name") for s, block in (a.result.get("subjects") or {}).items()}
+    for row in subject_rows:
+        row["name"] = subject_names.get(row["group"])
+    members = _category_members(a.result)
+    category_rows = [_row("category", c, "acc", categories_a[c]["value"], categories_b[c]["value"],
+                          test(lambda x, c=c: x.get("subject") in members[c]) if c in members else None, 100, categories_a[c]["n"])
+                     for c in categories_a if c in categories_b]
+    overall = _row("overall", "all", "acc", a.score, b.score, test(lambda x: True), 100, a.n)
+    chart = {"groups": [r["group"] for r in category_rows],
+             "base": [(categories_a[r["group"]]["value"], categories_a[r["group"]]["stderr"]) for r in category_rows],
+             "candidate": [(categories_b[r["group"]]["value"], categories_b[r["group"]]["stderr"]) for r in category_rows]}
+    return {"task": task, "type": "multiple_choice", "metric": "accuracy (%)", "overall": overall,
+            "summary": [{**overall, "task": task}], "categories": category_rows, "subjects": subject_rows,
+            "paired": len(pairs), "notes": notes, "chart": chart}
+
+
+def _category_members(result: dict) -> dict[str, set]:
+    """Subjects in each category, read from the task spec the run used (a subject may be in several)."""
+    from evalkit.tasks.registry import resolve_tasks
+
+    members: dict[str, set] = {}
+    try:
+        spec = resolve_tasks(result.get("spec") or "")[0].spec
+    except (EvalkitError, OSError, IndexError):
+        return members  # spec moved: categories keep their scores, without a paired test
+    for key, subject in getattr(spec, "subjects", {}).items():
+        for category in subject.categories:
+            members.setdefault(category, set()).add(key)
+    return members
+
+
+def _generation(task: str, a, b) -> dict:
+    rows_a, rows_b = read_samples(a.samples_file), read_samples(b.samples_file)
+    notes = _notes(task, a, b)
+    pairs = pair_rows(rows_a, rows_b) if rows_a is not None and rows_b is not None else []
+    if rows_a is None or rows_b is None:
+        notes.append(f"{task}: a per-sample file is missing; significance was not computed.")
+    metrics = []
+    for metric in GENERATION_METRICS:
+        base_value, candidate_value = (a.result or {}).get(metric), (b.result or {}).get(metric)
+        if base_value is None or candidate_value is None:
+            continue
+        scored = [(x, y) for x, y in pairs if metric in x and metric in y]
+        test = paired_bootstrap([x[metric] for x, _ in scored], [y[metric] for _, y in scored]) if scored else None
+        metrics.append(_row("overall", metric, metric, base_value, candidate_value, test, 1.0, a.n))
+    extra = []
+    for metric in ("sacrebleu",):
+        if (a.result or {}).get(metric) is not None and (b.result or {}).get(metric) is not None:
+            extra.append(_row("overall", metric, metric + " (corpus, not tested)", a.result[metric], b.result[metric],
+                              None, 1.0, a.n))
+    examples = [{"index": x.get("index"), "reference": x.get("reference", ""), "base": x.get("prediction", ""),
+                 "candidate": y.get("prediction", ""), "base_score": x.get(a.metric), "candidate_score": y.get(a.metric)}
+                for x, y in pairs[:EXAMPLES_SHOWN]]
+    headline = next((m for m in metrics if m["metric"] == a.metric), metrics[0] if metrics else None)
+    summary = [{**headline, "task": task}] if headline else []
+    return {"task": task, "type": "generation", "metric": a.metric, "metrics": metrics + extra, "summary": summary,
+            "paired": len(pairs), "examples": examples, "headline": a.metric, "notes": notes,
+            "chart": {"metrics": [m["metric"] for m in metrics], "base": [m["base"] for m in metrics],
+                      "candidate": [m["candidate"] for m in metrics],
+                      "delta_ci": [m["detail"].get("ci95") for m in metrics]}}
+
+
+def _overall_only(task: str, a, b) -> dict:
+    row = _row("overall", "all", a.metric, a.score, b.score, None, 1.0, a.n)
+    row["verdict"] = "not tested (no paired per-item test for this task type)"
+    return {"task": task, "type": a.task_type, "metric": a.metric, "summary": [{**row, "task": task}],
+            "metrics": [row], "notes": _notes(task, a, b), "chart": None}
+
+
+def _profile_rows(base: Side, candidate: Side) -> list[dict]:
+    def figures(side: Side) -> dict:
+        perplexity = next((r for r in side.results.values() if r.task_type == "perplexity"), None)
+        return model_figures(list(side.runs.values()), side.profile_run, perplexity)
+
+    fa, fb = figures(base), figures(candidate)
+    rows = []
+    for key, label, higher_is_better in PROFILE_FIGURES:
+        if key in fa or key in fb:
+            x, y = fa.get(key), fb.get(key)
+            rows.append({"key": key, "label": label, "base": x, "candidate": y,
+                         "delta": y - x if x is not None and y is not None else None,
+                         "higher_is_better": higher_is_better})
+    rows.append({"key": "hardware", "label": "measured on", "base": fa.get("hardware"), "candidate": fb.get("hardware"),
+                 "delta": None, "higher_is_better": None})
+    return rows
+
+
+__all__ = ["compare", "verdict"]

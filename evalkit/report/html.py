@@ -1,0 +1,29 @@
+"""``build_report``: the base-vs-candidate comparison rendered to one self-contained HTML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evalkit.report.charts import category_bars, metric_bars
+from evalkit.report.compare import compare
+from evalkit.report.render import render, write_new
+from evalkit.report.significance import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+
+
+def build_report(base: str, candidate: str, output: str | Path, store: str | None = None,
+                 tasks: list[str] | None = None, force: bool = False) -> tuple[Path, dict]:
+    from evalkit.store import normalise_url
+
+    url = normalise_url(store)
+    data = compare(base, candidate, url, tasks)
+    labels = data["base"]["label"], data["candidate"]["label"]
+    if labels[0] == labels[1]:  # e.g. two runs of the same model: tell the columns apart
+        data["base"]["label"], data["candidate"]["label"] = f"{labels[0]} (base)", f"{labels[1]} (candidate)"
+    charts = False
+    for section in data["tasks"]:
+        draw = category_bars if section["type"] == "multiple_choice" else metric_bars
+        section["chart_html"] = draw(section, data["base"]["label"], data["candidate"]["label"]) if section.get("chart") else None
+        charts = charts or section["chart_html"] is not None
+    html = render("report.html.j2", **data, notes=[n for s in data["tasks"] for n in s["notes"]], store=url,
+                  charts=charts, alpha=ALPHA, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)
+    return write_new(Path(output), html, force), data
