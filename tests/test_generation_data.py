@@ -58,6 +58,18 @@ def test_any_file_with_input_and_reference_columns(tmp_path, fmt):
     assert data.source == str(file)
 
 
+def test_hub_route_reads_through_datasets(tmp_path):
+    """``data.hub`` goes through datasets.load_dataset; a dataset folder next to the spec works offline."""
+    rows = [{"document": f"article {i}", "summary": f"summary {i}"} for i in range(5)]
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    spec = write_spec(tmp_path, {"input": "document", "reference": "summary", "slice": [1, 4],
+                                 "hub": {"path": "saved", "split": "test"}})
+    data = samples_of(spec)
+    assert [(s.index, s.input, s.reference) for s in data.samples] == [(i, f"article {i}", f"summary {i}") for i in (1, 2, 3)]
+    assert data.source == "hub:saved (test)" and data.data_sha256 is None
+
+
 def expect_error(capsys, tmp_path, tasks: str, *needles: str) -> str:
     out_dir = tmp_path / "out"
     code, out, err = run_cli(capsys, "run", "--model", "smollm2-135m-instruct", "--tasks", tasks,

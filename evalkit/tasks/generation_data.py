@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,22 +155,42 @@ class _HubRows:
         return "", self.dataset[index]
 
 
+@contextmanager
+def _quiet_hub_retries():
+    """huggingface_hub logs each retry against an unreachable host as a warning (a dozen lines over ~20 s);
+    the outcome is reported as one line instead."""
+    logger = logging.getLogger("huggingface_hub")
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def _read_hub(spec: GenerationSpec):
-    """A hub dataset for users online; offline this fails with one line saying so."""
+    """A hub dataset (or a local dataset directory) through ``datasets.load_dataset``.
+
+    Offline (HF_HUB_OFFLINE=1) ``datasets`` still serves a copy from its local cache, so the load is
+    always attempted; whatever fails becomes one line saying the data is not available here.
+    """
     hub = spec.data.hub
     name, split = hub.get("name"), hub.get("split", "test")
+    local_dir = spec.path.parent / hub["path"]  # a saved dataset folder next to the spec also works
+    source = str(local_dir.resolve()) if local_dir.is_dir() else hub["path"]
     where = f"hub:{hub['path']}" + (f" ({name}, {split})" if name else f" ({split})")
-    local = f"no file at {spec.data.path} and " if spec.data.path is not None else ""
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        reason = "HF_HUB_OFFLINE is set"
-    else:
-        try:
-            import datasets
+    try:
+        import datasets
 
-            dataset = datasets.load_dataset(hub["path"], name, split=split, revision=hub.get("revision"))
-        except Exception as exc:  # network, auth, missing config: all mean "not available here"
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        else:
-            return _HubRows(dataset), where, hub.get("revision")
-    raise EvalkitError(f"{spec.name}: data is not available offline: {local}the hub dataset {where} could not be read "
-                       f"({reason}); run online, or download it and point data.path in {spec.path} at a JSON/JSONL/CSV copy")
+        with _quiet_hub_retries():
+            dataset = datasets.load_dataset(source, name, split=split, revision=hub.get("revision"))
+    except Exception as exc:  # network, offline mode, auth, missing config or split: all mean "not available here"
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        reason = f"{type(exc).__name__}: {first}"
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+            reason = f"HF_HUB_OFFLINE is set and it is not in the local datasets cache; {reason}"
+        local = f"no file at {spec.data.path} and " if spec.data.path is not None else ""
+        raise EvalkitError(f"{spec.name}: data is not available offline: {local}the hub dataset {where} could not be "
+                           f"read ({reason}); run online, or download it and point data.path in {spec.path} at a "
+                           "JSON/JSONL/CSV copy") from None
+    return _HubRows(dataset), where, hub.get("revision")

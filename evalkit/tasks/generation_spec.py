@@ -10,7 +10,8 @@ Example (``tasks/alpaca_en.yaml``)::
       input: [instruction, input]          # several columns are joined with "\\n", empty ones skipped
       reference: output
       slice: [900, null]                   # rows [900:] of the file, fixed so runs compare the same samples
-      hub: {path: org/name, name: null, split: test}   # optional: used when the file is not there
+      hub: {path: org/name, name: null, split: test, revision: null}   # optional: used when the file is not
+                                           # there; path may also be a dataset folder next to the spec
     instruction: ""                        # optional text put before every input
     stop: []                               # optional stop strings
     max_new_tokens: 256                    # default for --max-new-tokens
