@@ -113,7 +113,9 @@ def dequantised_dir(gguf: Path, declared_sha256: str | None = None) -> tuple[Pat
         raise EvalkitError(f"{gguf}: cannot read this GGUF file ({type(exc).__name__}: {exc}); re-download it") from None
     # transformers refuses save_pretrained on a GGUF-loaded model: rebuild a plain model from
     # the config and state dict, then save that.
-    config = AutoConfig.for_model(**model.config.to_dict())
+    settings = model.config.to_dict()
+    settings.pop("quantization_config", None)  # the saved weights are plain fp32; a "gguf" marker blocks training
+    config = AutoConfig.for_model(**settings)
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(model.state_dict())
     staging = target.with_name(target.name + ".partial")

@@ -22,6 +22,7 @@ from evalkit.train.recipe import Recipe
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
          "system": "system", "observation": "user", "function_call": "assistant"}
+LOCAL_SUFFIXES = (".json", ".jsonl", ".txt")  # a name ending so is a missing file, not a hub id
 VALIDATION_SEED = 1234  # fixed: the validation split never moves when the training seed changes
 
 
@@ -43,7 +44,7 @@ def resolve_dataset_path(name: str) -> Path | None:
 def read_records(recipe: Recipe) -> tuple[list, dict]:
     path = resolve_dataset_path(recipe.dataset)
     if path is None:
-        if HUB_ID.match(recipe.dataset):
+        if HUB_ID.match(recipe.dataset) and Path(recipe.dataset).suffix not in LOCAL_SUFFIXES:
             return _read_hub(recipe.dataset)
         raise EvalkitError(f"dataset {recipe.dataset} does not exist; pass a local .json/.jsonl/.txt file or a hub dataset id")
     info = {"dataset": str(path), "sha256": sha256_file(path)}

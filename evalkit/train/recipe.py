@@ -142,7 +142,7 @@ def recipe_from_dict(data: dict, source: str = "recipe") -> Recipe:
     known = {f.name for f in dataclasses.fields(Recipe)} - {"extra"}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise EvalkitError(f"{source}: unknown option(s) {', '.join(unknown)}; see trainers/README or evalkit/train/recipe.py")
+        raise EvalkitError(f"{source}: unknown option(s) {', '.join(unknown)}; see docs/training.md or evalkit/train/recipe.py")
     values = {k: _coerce(k, v, source) for k, v in data.items()}
     recipe = Recipe(**values)
     if recipe.stage not in STAGES:

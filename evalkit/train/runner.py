@@ -38,17 +38,47 @@ def resolve_base(spec: str) -> tuple[str, dict]:
 
 def load_base(base_path: str, method, recipe: Recipe):
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     kwargs = method.load_kwargs(recipe)
     if "quantization_config" in kwargs:
         kwargs["device_map"] = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32, **kwargs)
+        config = AutoConfig.from_pretrained(base_path)
+        quantization = getattr(config, "quantization_config", None)
+        if isinstance(quantization, dict) and quantization.get("quant_method") == "gguf":
+            # A dequantised GGUF cache (embedded models) holds plain fp32 weights; the leftover
+            # "gguf" marker would make the Trainer refuse to train them.
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_pretrained(base_path, config=config, dtype=torch.float32, **kwargs)
     except Exception as exc:
         raise EvalkitError(f"{base_path}: cannot load the base model ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     model.config.use_cache = False  # no KV cache while training
     return model
+
+
+TARGET_OPTIONS = {"freeze": ("freeze_trainable_modules", False), "galore": ("galore_target", True)}
+LORA_FAMILY = ("lora", "qlora", "dora", "rslora", "loraplus", "pissa")
+
+
+def check_module_names(base_path: str, recipe: Recipe) -> None:
+    """Check the recipe's module names on an empty (meta-device) copy of the model: a typo fails in a
+    second, before gigabytes of weights load."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from evalkit.train.methods import check_targets
+
+    option, linear_only = ("lora_target", True) if recipe.method in LORA_FAMILY else TARGET_OPTIONS.get(recipe.method, (None, True))
+    if option is None or getattr(recipe, option) == "all":
+        return
+    try:
+        config = AutoConfig.from_pretrained(base_path)
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)
+    except Exception:  # noqa: BLE001 - unusual configs: the same check runs again on the loaded model
+        return
+    check_targets(skeleton, getattr(recipe, option), option, linear_only=linear_only)
 
 
 def load_tokenizer(base_path: str):
@@ -102,8 +132,8 @@ def training_arguments(recipe: Recipe, method, has_validation: bool, dpo: bool):
     return TrainingArguments(**common)
 
 
-def train(recipe: Recipe) -> Path:
-    """Train and save; returns the checkpoint directory (output_dir)."""
+def train(recipe: Recipe, callbacks=()) -> Path:
+    """Train and save; returns the checkpoint directory (output_dir). ``callbacks``: extra TrainerCallbacks (the profiler's)."""
     method = get_method(recipe.method)
     output = Path(recipe.output_dir)
     resume = recipe.resume_from_checkpoint
@@ -119,7 +149,11 @@ def train(recipe: Recipe) -> Path:
     base_path, base_identity = resolve_base(recipe.model)
     tokenizer = load_tokenizer(base_path)
     data = load_training_data(recipe, tokenizer)  # fails on bad data before the model loads
+    check_module_names(base_path, recipe)  # and on a wrong module name
     model = load_base(base_path, method, recipe)
+    from transformers import set_seed
+
+    set_seed(recipe.seed)  # adapter initialisation (LoRA A, prefixes, bottlenecks) is part of the run: same recipe, same run
     model = method.prepare(model, recipe)
     if method.name == "pissa":
         _save_pissa_init(model, output)
@@ -129,6 +163,8 @@ def train(recipe: Recipe) -> Path:
 
     trainer = _trainer(recipe, method, model, tokenizer, data, base_path)
     trainer.add_callback(_ManifestCallback(recipe, data.info, base_path, base_identity, trainable))
+    for callback in callbacks:
+        trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=resume_path)
 
     checkpoint.save_final(trainer.model, tokenizer, method, output, base_path, recipe)
