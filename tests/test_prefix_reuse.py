@@ -13,7 +13,9 @@ import torch
 
 from evalkit.requests import build_requests, choice_targets
 from evalkit.scoring.multiple_choice import prefix_groups, score_multiple_choice, tokenize_prompts
-from evalkit.scoring.prefix_cache import common_prefix_length, supports_prefix_reuse
+from evalkit.scoring.batching import length_sorted_batches
+from evalkit.scoring.prefix_cache import (common_prefix_length, prefix_cache, suffix_last_logits,
+                                          supports_prefix_reuse)
 from evalkit.tasks.mc_data import load_split
 from evalkit.tasks.registry import resolve_tasks
 
@@ -51,6 +53,19 @@ def test_common_prefix_length_leaves_a_token_to_score():
     assert common_prefix_length([[1, 2, 3]]) == 2
 
 
+def test_length_buckets_bound_padding():
+    lengths = [200, 190, 185, 150, 140, 100, 98, 97, 96, 60, 59, 20]
+    batches = list(length_sorted_batches(lengths, 4, max_padding=0.1))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 4
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert padded <= 1.1 * sum(lengths[i] for i in batch)
+    assert any(len(b) > 1 for b in batches)
+    # Without the bound only the batch size limits a batch.
+    assert [len(b) for b in length_sorted_batches(lengths, 4)] == [4, 4, 4]
+
+
 @pytest.fixture(scope="module")
 def tiny_long(tmp_path_factory):
     """The conftest tiny Llama with a 2048-token context, so 5-shot CMMLU prompts fit."""
@@ -79,6 +94,21 @@ def test_tiny_model_prefix_reuse_matches_full_prompt(tiny_long, chat):
         # Each prefix computed once, each suffix once (plus right padding within a batch).
         shared = sum(p for p, _ in groups)
         assert sum(seen) < sum(len(s) for s in sequences) - 3 * shared
+
+
+def test_prefix_cache_is_left_as_it_was(tiny_long):
+    """Each batch runs on a broadcast view of the prefix cache; the cache itself must not change."""
+    requests, _ = cmmlu_requests(tiny_long.tokenizer, ["agronomy"], 3)
+    sequences, _ = tokenize_prompts(tiny_long, requests, "error", "cmmlu")
+    shared = common_prefix_length(sequences)
+    cache = prefix_cache(tiny_long.model, sequences[0][:shared], "cpu")
+    keys = [layer.keys.clone() for layer in cache.layers]
+    pad = tiny_long.tokenizer.pad_token_id
+    first = suffix_last_logits(tiny_long.model, cache, shared, [s[shared:] for s in sequences], pad, "cpu")
+    again = suffix_last_logits(tiny_long.model, cache, shared, [s[shared:] for s in sequences[:1]], pad, "cpu")
+    assert cache.get_seq_length() == shared
+    assert all(torch.equal(k, layer.keys) for k, layer in zip(keys, cache.layers))
+    assert torch.allclose(first[0], again[0], atol=1e-5)
 
 
 def test_truncated_prompts_fall_back_to_the_full_path(tiny_lm):

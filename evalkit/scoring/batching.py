@@ -13,11 +13,28 @@ from evalkit.errors import EvalkitError
 MAX_AUTO_BATCH = 64
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped longest first, so similar lengths share a batch and little padding is wasted."""
+def length_sorted_batches(lengths: Sequence[int], batch_size: int,
+                          max_padding: float | None = None) -> Iterator[list[int]]:
+    """Indices grouped longest first, so similar lengths share a batch and little padding is wasted.
+
+    With ``max_padding`` a batch also closes before its pad tokens would exceed that fraction of
+    its real tokens (length buckets): pads cost as much compute as real tokens, and few-shot
+    question suffixes vary a lot in length (at batch 8 unbounded padding adds ~30%).
+    """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
+    batch: list[int] = []
+    real = 0
+    for i in order:
+        if batch:
+            padded = (len(batch) + 1) * lengths[batch[0]]  # batch[0] is the longest
+            too_padded = max_padding is not None and padded > (1 + max_padding) * (real + lengths[i])
+            if len(batch) == batch_size or too_padded:
+                yield batch
+                batch, real = [], 0
+        batch.append(i)
+        real += lengths[i]
+    if batch:
+        yield batch
 
 
 def right_padded(sequences: list[list[int]], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:

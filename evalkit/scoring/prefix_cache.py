@@ -18,6 +18,7 @@ import copy
 from typing import Sequence
 
 import torch
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from evalkit.scoring.batching import logits_only_at, right_padded
 
@@ -26,17 +27,13 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     """Tokens every sequence starts with, leaving at least one token of each to score."""
     if not sequences:
         return 0
-    shortest = min(len(s) for s in sequences)
-    first = sequences[0]
-    length = shortest - 1
-    for seq in sequences[1:]:
-        n = 0
-        while n < length and seq[n] == first[n]:
-            n += 1
-        length = n
-        if length == 0:
-            break
-    return max(length, 0)
+    length = min(len(s) for s in sequences) - 1
+    if length <= 0:
+        return 0
+    # One tensor comparison instead of a Python loop over tokens.
+    block = torch.tensor([list(s[:length]) for s in sequences], dtype=torch.long)
+    differs = (block != block[0]).any(dim=0).nonzero()
+    return int(differs[0]) if len(differs) else length
 
 
 def supports_prefix_reuse(model) -> bool:
@@ -64,12 +61,10 @@ def suffix_last_logits(model, cache, prefix_length: int, suffixes: list[list[int
                        device: str) -> torch.Tensor:
     """Logits at each suffix's last real token, the suffixes batched on top of the shared ``cache``.
 
-    ``cache`` is not modified: forward appends to the cache it is given, so each batch gets a
-    copy repeated to the batch size (the public ``batch_repeat_interleave`` works for every
-    cache layer type, sliding-window layers included).
+    ``cache`` is not modified: forward appends to the cache it is given, so each batch gets its
+    own view of it, repeated to the batch size (see ``batch_view``).
     """
-    batch = copy.deepcopy(cache)
-    batch.batch_repeat_interleave(len(suffixes))
+    batch = batch_view(cache, len(suffixes))
     ids, suffix_mask = right_padded(suffixes, pad_id, device)
     rows, width = ids.shape
     mask = torch.cat([torch.ones((rows, prefix_length), dtype=suffix_mask.dtype, device=device), suffix_mask], dim=1)
@@ -78,3 +73,26 @@ def suffix_last_logits(model, cache, prefix_length: int, suffixes: list[list[int
     with logits_only_at(model, last):
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=batch, use_cache=True)
     return out.logits[:, -1, :]
+
+
+def batch_view(cache, rows: int):
+    """A copy of the batch-1 ``cache`` holding ``rows`` rows, without copying the keys and values.
+
+    Plain dynamic layers only ever replace their tensors (``torch.cat``), never write into them,
+    so the repeated rows can be broadcast views of the one prefix: the forward's concatenation is
+    then the only copy, instead of a deep copy, a repeat and the concatenation. Other layer types
+    (quantized, indexed, linear-attention caches) get the public ``batch_repeat_interleave``.
+    """
+    layers = getattr(cache, "layers", None)
+    if layers and not getattr(cache, "offloading", False) \
+            and all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers):
+        view = copy.copy(cache)
+        view.layers = [copy.copy(layer) for layer in layers]
+        for layer in view.layers:
+            if layer.is_initialized:
+                layer.keys = layer.keys.expand(rows, -1, -1, -1)
+                layer.values = layer.values.expand(rows, -1, -1, -1)
+        return view
+    view = copy.deepcopy(cache)
+    view.batch_repeat_interleave(rows)
+    return view
