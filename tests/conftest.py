@@ -58,3 +58,15 @@ def smollm2():
     from evalkit.models import load_model
 
     return load_model(SMOLLM2)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny models on a shared, oversubscribed CPU run several times
+    faster without OpenMP barriers; results hold at any thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

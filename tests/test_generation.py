@@ -17,15 +17,7 @@ PROMPTS = ["Give three tips for staying healthy.", "What is the capital of Franc
            "Translate to French: good morning", "Write a haiku about autumn leaves falling slowly in the wind.", "1+1="]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared, oversubscribed CPU run ~7x faster on one thread (no OpenMP barriers)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,7 @@ from evalkit.tasks import resolve_tasks
 from evalkit.tasks.generation_data import load_samples
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: much faster on a shared, oversubscribed CPU; the comparison holds at any thread count."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def real_prompts(lm, per_task: int, max_new: int) -> list[list[int]]:

@@ -75,8 +75,21 @@ def tiny_long(tmp_path_factory):
     return load_model(str(build_tiny_model(tmp_path_factory.mktemp("tiny-2k"), seed=3, context=2048)))
 
 
+@pytest.fixture(params=["shared-prefix attention", "repeated cache"])
+def attention_path(request, monkeypatch, tiny_long):
+    """Both ways suffixes attend to the prefix: shared-prefix attention (plain decoders on CPU, the
+    default) and the repeated KV cache (every other model, CUDA)."""
+    import evalkit.scoring.prefix_cache as prefix_module
+
+    if request.param == "repeated cache":
+        monkeypatch.setattr(prefix_module, "supports_shared_prefix_attention", lambda *args: False)
+    else:
+        assert prefix_module.supports_shared_prefix_attention(tiny_long.model, 1024, "cpu")
+    return request.param
+
+
 @pytest.mark.parametrize("chat", [False, True])
-def test_tiny_model_prefix_reuse_matches_full_prompt(tiny_long, chat):
+def test_tiny_model_prefix_reuse_matches_full_prompt(tiny_long, chat, attention_path):
     requests, targets = cmmlu_requests(tiny_long.tokenizer, ["agronomy", "anatomy", "arts"], 5, chat=chat)
     sequences, truncated = tokenize_prompts(tiny_long, requests, "error", "cmmlu")
     groups = prefix_groups(requests, sequences, truncated)
@@ -96,7 +109,7 @@ def test_tiny_model_prefix_reuse_matches_full_prompt(tiny_long, chat):
         assert sum(seen) < sum(len(s) for s in sequences) - 3 * shared
 
 
-def test_prefix_cache_is_left_as_it_was(tiny_long):
+def test_prefix_cache_is_left_as_it_was(tiny_long, attention_path):
     """Each batch runs on a broadcast view of the prefix cache; the cache itself must not change."""
     requests, _ = cmmlu_requests(tiny_long.tokenizer, ["agronomy"], 3)
     sequences, _ = tokenize_prompts(tiny_long, requests, "error", "cmmlu")

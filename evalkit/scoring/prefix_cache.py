@@ -21,6 +21,7 @@ import torch
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from evalkit.scoring.batching import logits_only_at, right_padded
+from evalkit.scoring.shared_prefix_attention import shared_prefix_attention, supports_shared_prefix_attention
 
 
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
@@ -61,17 +62,23 @@ def suffix_last_logits(model, cache, prefix_length: int, suffixes: list[list[int
                        device: str) -> torch.Tensor:
     """Logits at each suffix's last real token, the suffixes batched on top of the shared ``cache``.
 
-    ``cache`` is not modified: forward appends to the cache it is given, so each batch gets its
-    own view of it, repeated to the batch size (see ``batch_view``).
+    ``cache`` is not modified. On CPU, for plain-attention decoders, the suffixes attend to it through
+    ``shared_prefix_attention`` without copying it; otherwise forward appends to the cache it is
+    given, so each batch gets its own view of it, repeated to the batch size (see ``batch_view``).
     """
-    batch = batch_view(cache, len(suffixes))
     ids, suffix_mask = right_padded(suffixes, pad_id, device)
     rows, width = ids.shape
-    mask = torch.cat([torch.ones((rows, prefix_length), dtype=suffix_mask.dtype, device=device), suffix_mask], dim=1)
     positions = (torch.arange(width, device=device) + prefix_length).unsqueeze(0).expand(rows, -1)
     last = suffix_mask.sum(dim=1) - 1
+    if supports_shared_prefix_attention(model, prefix_length + width, device):
+        # the prefix stays one un-copied batch-1 cache (evalkit/scoring/shared_prefix_attention.py)
+        with shared_prefix_attention(model), logits_only_at(model, last):
+            out = model(input_ids=ids, position_ids=positions, use_cache=False, shared_prefix=cache)
+        return out.logits[:, -1, :]
+    mask = torch.cat([torch.ones((rows, prefix_length), dtype=suffix_mask.dtype, device=device), suffix_mask], dim=1)
     with logits_only_at(model, last):
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=batch, use_cache=True)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=batch_view(cache, rows),
+                    use_cache=True)
     return out.logits[:, -1, :]
 
 
