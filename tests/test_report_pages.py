@@ -1,20 +1,24 @@
 """Report and leaderboard pages in a real browser (Debian's headless Chromium via Playwright).
 
-Two tiny models are evaluated with ``evalkit run`` on CMMLU subjects and alpaca_zh into a temporary
-store; a third run is the second one's results with ``<script>alert(1)</script>`` injected as its
-model name and as a prediction, imported with ``evalkit import``.
+Two models are evaluated with ``evalkit run`` on CMMLU subjects and alpaca_zh into a temporary
+store: two tiny random models (default suite), or, nightly (``-m slow``), the embedded
+SmolLM2-135M-Instruct and a LoRA checkpoint of it trained here with ``evalkit train``. A third
+run is the second one's results with ``<script>alert(1)</script>`` injected as its model name and
+as a prediction, imported with ``evalkit import``. Screenshots go to the test's temporary
+directory, or to ``$EVALKIT_SCREENSHOT_DIR`` when set (how docs/*.png are made).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from evalkit.report.compare import compare
-from tests.conftest import build_tiny_model
+from tests.conftest import REPO, SMOLLM2, build_tiny_model
 from tests.helpers import run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -24,27 +28,43 @@ INJECTED = "<script>alert(1)</script>"
 TASKS = "cmmlu:agronomy,cmmlu:anatomy,alpaca_zh"
 
 
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    """A store with tiny models A and B evaluated, and an imported run carrying injected markup."""
-    root = tmp_path_factory.mktemp("report-pages")
+def _tiny_pair(root: Path, capsys) -> tuple[str, str]:
+    return tuple(str(build_tiny_model(root / name, seed=seed)) for name, seed in (("model-a", 0), ("model-b", 1)))
+
+
+def _smollm2_and_lora(root: Path, capsys) -> tuple[str, str]:
+    """SmolLM2 and a LoRA adapter of it: trainers/lora.yaml, shortened to a few steps."""
+    checkpoint = root / "smollm2-lora"
+    code, out, err = capsys.run("train", str(REPO / "trainers" / "lora.yaml"), f"output_dir={checkpoint}",
+                                "max_steps=4", "save_steps=4", "eval_steps=4", "report_to=none", "--no-store")
+    assert code == 0, err
+    return SMOLLM2, str(checkpoint)
+
+
+PAIRS = {"tiny": _tiny_pair, "smollm2": _smollm2_and_lora}
+
+
+@pytest.fixture(scope="module", params=["tiny", pytest.param("smollm2", marks=pytest.mark.slow)])
+def evaluated(request, tmp_path_factory):
+    """A store with models A and B evaluated, and an imported run carrying injected markup."""
+    root = tmp_path_factory.mktemp(f"report-pages-{request.param}")
     store = str(root / "store.sqlite")
     capsys = _Capture()
-    models = {}
-    for name, seed in (("model-a", 0), ("model-b", 1)):
-        directory = build_tiny_model(root / name, seed=seed)
-        code, out, err = capsys.run("run", "--model", str(directory), "--tasks", TASKS, "--limit", "4",
+    models = PAIRS[request.param](root, capsys)
+    for model in models:
+        code, out, err = capsys.run("run", "--model", model, "--tasks", TASKS, "--limit", "4",
                                     "--max-new-tokens", "8", "--output-dir", str(root / "out"), "--store", store,
                                     "--no-progress")
         assert code == 0, err
-        models[name] = directory
     # B's results file and samples, re-labelled and with a prediction replaced, as if written elsewhere
-    [results_path] = (root / "out" / _slug(models["model-b"])).glob("results_*.json")
+    [results_path] = (root / "out" / _slug(models[1])).glob("results_*.json")
     injected_dir = root / "elsewhere"
     shutil.copytree(results_path.parent, injected_dir)
     results_file = injected_dir / results_path.name
     results = json.loads(results_file.read_text(encoding="utf-8"))
-    results["model"].update(name=INJECTED, alias=INJECTED, source="/elsewhere/model", weights_sha256="f" * 64)
+    identity = results["model"]  # another model: its own name and weights hash
+    identity.update(name=INJECTED, alias=INJECTED, source="/elsewhere/model")
+    identity["adapter_sha256" if identity.get("kind") == "peft_adapter" else "weights_sha256"] = "f" * 64
     results_file.write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
     samples = injected_dir / results["tasks"]["alpaca_zh"]["samples_file"]
     rows = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()]
@@ -54,7 +74,16 @@ def evaluated(tmp_path_factory):
     assert code == 0 and "recorded 1 run(s)" in out, err
     if not CHROMIUM.is_file():
         pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
-    return {"root": root, "store": store, "models": models}
+    sides = compare(*models, store)
+    return {"root": root, "store": store, "models": models, "kind": request.param,
+            "labels": (sides["base"]["label"], sides["candidate"]["label"])}
+
+
+def _screenshot(page, tmp_path: Path, name: str, kind: str) -> Path:
+    directory = Path(os.environ.get("EVALKIT_SCREENSHOT_DIR") or tmp_path)
+    path = directory / (f"{name}.png" if kind == "smollm2" else f"{name}-{kind}.png")
+    page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 class _Capture:
@@ -72,10 +101,10 @@ class _Capture:
         return code, out.getvalue(), err.getvalue()
 
 
-def _slug(path: Path) -> str:
+def _slug(model: str) -> str:
     from evalkit.results import slug
 
-    return slug(str(path))
+    return slug(model)
 
 
 @pytest.fixture(scope="module")
@@ -111,18 +140,19 @@ def _numbers(cells: list[str]) -> list[float]:
 
 
 def test_report_opens_in_chromium_with_rows_tests_and_sorting(evaluated, browser, tmp_path, capsys):
-    a, b = (str(evaluated["models"][k]) for k in ("model-a", "model-b"))
+    a, b = evaluated["models"]
+    label_a, label_b = evaluated["labels"]
     output = tmp_path / "report.html"
     code, out, err = run_cli(capsys, "report", "--base", a, "--candidate", b, "--store", evaluated["store"],
                              "--output", str(output))
     assert code == 0, err
-    assert "cmmlu acc: model-a" in out and "alpaca_zh rouge-l" in out
+    assert f"cmmlu acc: {label_a}" in out and "alpaca_zh rouge-l" in out
     html = output.read_text(encoding="utf-8")
     assert 'src="http' not in html and "Plotly" in html  # self-contained: plotly.js inlined
 
     data = compare(a, b, evaluated["store"])
     page, dialogs = _open(browser, output)
-    assert page.title() == "evalkit report: model-a vs model-b"
+    assert page.title() == f"evalkit report: {label_a} vs {label_b}"
     assert _column(page, "summary", 0) == ["cmmlu", "alpaca_zh"]
     verdicts = _column(page, "summary", 7)
     assert verdicts == [row["verdict"] for row in data["summary"]]
@@ -135,7 +165,7 @@ def test_report_opens_in_chromium_with_rows_tests_and_sorting(evaluated, browser
     overall = data["tasks"][0]["overall"]
     samples = {}
     for side, model in (("base", a), ("candidate", b)):
-        [path] = (evaluated["root"] / "out" / _slug(Path(model))).glob("samples_cmmlu_*.jsonl")
+        [path] = (evaluated["root"] / "out" / _slug(model)).glob("samples_cmmlu_*.jsonl")
         samples[side] = {(r["subject"], r["index"]): r["correct"] for r in map(json.loads, path.read_text().splitlines())}
     assert overall["detail"]["base_only"] == sum(samples["base"][k] and not samples["candidate"][k] for k in samples["base"])
     assert overall["detail"]["candidate_only"] == sum(samples["candidate"][k] and not samples["base"][k] for k in samples["base"])
@@ -143,8 +173,7 @@ def test_report_opens_in_chromium_with_rows_tests_and_sorting(evaluated, browser
     page.click("#subjects-cmmlu thead th:nth-child(6)")  # delta column, ascending
     deltas = _numbers(_column(page, "subjects-cmmlu", 5))
     assert deltas == sorted(deltas)
-    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-    assert (tmp_path / "report.png").stat().st_size > 10_000 and not dialogs
+    assert _screenshot(page, tmp_path, "report", evaluated["kind"]).stat().st_size > 10_000 and not dialogs
 
 
 def test_leaderboard_sorts_filters_and_links_history(evaluated, browser, tmp_path, capsys):
@@ -157,7 +186,8 @@ def test_leaderboard_sorts_filters_and_links_history(evaluated, browser, tmp_pat
     assert "CMMLU" in headers and "alpaca_zh ROUGE-L" in headers and "peak memory (RSS, MB)" in headers
     assert "MMLU" not in headers  # no model has MMLU results: the column is hidden
     labels = _labels(page)
-    assert sorted(labels) == sorted(["model-a", "model-b", INJECTED])
+    label_a, label_b = evaluated["labels"]
+    assert sorted(labels) == sorted([label_a, label_b, INJECTED])
 
     page.click("#leaderboard thead th:nth-child(1)")
     ascending = _labels(page)
@@ -173,14 +203,13 @@ def test_leaderboard_sorts_filters_and_links_history(evaluated, browser, tmp_pat
     page.click(f"#leaderboard thead th:nth-child({cmmlu + 1})")
     assert _numbers(_column(page, "leaderboard", cmmlu)) == sorted(values, reverse=True)
 
-    page.fill("input[data-filter=leaderboard]", "model-a")
-    visible = page.eval_on_selector_all("#leaderboard tbody tr", "rs => rs.filter(r => !r.hidden).length")
-    assert visible == 1
+    page.fill("input[data-filter=leaderboard]", label_b)
+    visible = page.eval_on_selector_all("#leaderboard tbody tr", "rs => rs.filter(r => !r.hidden).map(r => r.cells[0].dataset.sort)")
+    assert visible == [label_b]
     page.fill("input[data-filter=leaderboard]", "")
-    page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
-    assert (tmp_path / "leaderboard.png").stat().st_size > 10_000
+    assert _screenshot(page, tmp_path, "leaderboard", evaluated["kind"]).stat().st_size > 10_000
 
-    page.click("text=model-a")  # each model's page: its history across runs
+    page.get_by_role("link", name=label_a, exact=True).click()  # each model's page: its history across runs
     page.wait_for_selector("#history tbody tr")
     page.wait_for_load_state("load")
     assert page.url.endswith(".html") and "/models/" in page.url
@@ -193,7 +222,7 @@ def test_leaderboard_sorts_filters_and_links_history(evaluated, browser, tmp_pat
 
 
 def test_injected_script_renders_as_text_in_both_pages(evaluated, browser, tmp_path, capsys):
-    a = str(evaluated["models"]["model-a"])
+    a = evaluated["models"][0]
     report = tmp_path / "report.html"
     code, _, err = run_cli(capsys, "report", "--base", a, "--candidate", INJECTED, "--store", evaluated["store"],
                            "--output", str(report))

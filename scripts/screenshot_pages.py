@@ -1,0 +1,34 @@
+"""Full-page screenshots of a report and a leaderboard in headless Debian Chromium (as the tests open them).
+
+    .venv/bin/python scripts/screenshot_pages.py report.html docs/report.png site/index.html docs/leaderboard.png
+
+The leaderboard is shot after one click on its CMMLU header (sorted ascending).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"]
+
+
+def main(report: str, report_png: str, leaderboard: str, leaderboard_png: str) -> None:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+        for html, png, sort_by in ((report, report_png, None), (leaderboard, leaderboard_png, "CMMLU")):
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(Path(html).resolve().as_uri())
+            if sort_by:
+                page.click(f"#leaderboard thead th:has-text('{sort_by}')")
+            page.screenshot(path=png, full_page=True)
+        browser.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 5:
+        sys.exit(__doc__)
+    main(*sys.argv[1:])
