@@ -75,13 +75,19 @@ def _notes(task: str, a, b) -> list[str]:
     return notes
 
 
-def _multiple_choice(task: str, a, b) -> dict:
+def _paired_samples(task: str, a, b) -> tuple[list, list[str]]:
+    """Per-sample rows of both runs paired by item, and the notes on what could not be paired."""
     rows_a, rows_b = read_samples(a.samples_file), read_samples(b.samples_file)
     notes = _notes(task, a, b)
-    pairs = pair_rows(rows_a, rows_b) if rows_a is not None and rows_b is not None else []
     if rows_a is None or rows_b is None:
         notes.append(f"{task}: a per-sample file is missing ({a.samples_file if rows_a is None else b.samples_file}); "
                      "significance was not computed.")
+        return [], notes
+    return pair_rows(rows_a, rows_b), notes
+
+
+def _multiple_choice(task: str, a, b) -> dict:
+    pairs, notes = _paired_samples(task, a, b)
 
     def test(keep) -> object:
         chosen = [(x, y) for x, y in pairs if keep(x)]
@@ -124,11 +130,7 @@ def _category_members(result: dict) -> dict[str, set]:
 
 
 def _generation(task: str, a, b) -> dict:
-    rows_a, rows_b = read_samples(a.samples_file), read_samples(b.samples_file)
-    notes = _notes(task, a, b)
-    pairs = pair_rows(rows_a, rows_b) if rows_a is not None and rows_b is not None else []
-    if rows_a is None or rows_b is None:
-        notes.append(f"{task}: a per-sample file is missing; significance was not computed.")
+    pairs, notes = _paired_samples(task, a, b)
     metrics = []
     for metric in GENERATION_METRICS:
         base_value, candidate_value = (a.result or {}).get(metric), (b.result or {}).get(metric)

@@ -37,15 +37,21 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int,
         yield batch
 
 
-def right_padded(sequences: list[list[int]], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right padding: real tokens keep positions 0..n-1 and, under the causal mask, never see a pad."""
+def padded(sequences: list[list[int]], pad_id: int, device: str, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of the sequences padded to the longest, on the left or the right."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
+        span = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, span] = torch.tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
     return ids.to(device), mask.to(device)
+
+
+def right_padded(sequences: list[list[int]], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right padding: real tokens keep positions 0..n-1 and, under the causal mask, never see a pad."""
+    return padded(sequences, pad_id, device)
 
 
 def auto_batch_size(model, longest: int, device: str, cached: int = 0) -> int:

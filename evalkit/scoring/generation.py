@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import LoadedModel
-from evalkit.scoring.batching import auto_batch_size, length_sorted_batches
+from evalkit.scoring.batching import auto_batch_size, length_sorted_batches, padded
 
 MAX_AUTO_GENERATION_BATCH = 16
 
@@ -73,13 +73,8 @@ def stop_token_ids(lm: LoadedModel) -> list[int]:
 
 
 def left_padded(sequences: list[list[int]], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq):] = 1
-    return ids.to(device), mask.to(device)
+    """Left padding: generation appends at the right end of every row."""
+    return padded(sequences, pad_id, device, left=True)
 
 
 def generate(lm: LoadedModel, sequences: list[list[int]], max_new_tokens: int, stop: tuple[str, ...] = (),
