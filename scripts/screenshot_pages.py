@@ -10,15 +10,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
+# The browser as tests/test_report_pages.py launches it (it imports these two).
+CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"]
 
 
 def main(report: str, report_png: str, leaderboard: str, leaderboard_png: str) -> None:
+    from playwright.sync_api import sync_playwright  # imported here: the tests import this module without it
+
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         for html, png, sort_by in ((report, report_png, None), (leaderboard, leaderboard_png, "CMMLU")):
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(Path(html).resolve().as_uri())

@@ -110,7 +110,7 @@ def test_tiny_model_prefix_reuse_matches_full_prompt(tiny_long, chat, attention_
 
 
 def test_prefix_cache_is_left_as_it_was(tiny_long, attention_path):
-    """Each batch runs on a broadcast view of the prefix cache; the cache itself must not change."""
+    """Batches read the prefix cache (shared-prefix attention or a broadcast view); it must not change."""
     requests, _ = cmmlu_requests(tiny_long.tokenizer, ["agronomy"], 3)
     sequences, _ = tokenize_prompts(tiny_long, requests, "error", "cmmlu")
     shared = common_prefix_length(sequences)

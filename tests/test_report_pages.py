@@ -5,7 +5,8 @@ store: two tiny random models (default suite), or, nightly (``-m slow``), the em
 SmolLM2-135M-Instruct and a LoRA checkpoint of it trained here with ``evalkit train``. A third
 run is the second one's results with ``<script>alert(1)</script>`` injected as its model name and
 as a prediction, imported with ``evalkit import``. Screenshots go to the test's temporary
-directory, or to ``$EVALKIT_SCREENSHOT_DIR`` when set (how docs/*.png are made).
+directory, or to ``$EVALKIT_SCREENSHOT_DIR`` when set. (The README's docs/*.png show a larger real
+run, shot by scripts/screenshot_pages.py with the same browser settings.)
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from pathlib import Path
 import pytest
 
 from evalkit.report.compare import compare
+from scripts.screenshot_pages import BROWSER_ARGS, CHROMIUM
 from tests.conftest import REPO, SMOLLM2, build_tiny_model
 from tests.helpers import run_cli
 
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"]
 INJECTED = "<script>alert(1)</script>"
 TASKS = "cmmlu:agronomy,cmmlu:anatomy,alpaca_zh"
 

@@ -30,7 +30,7 @@ from transformers.masking_utils import AttentionMaskInterface
 NAME = "evalkit_shared_prefix"
 # Decoders whose attention is plain softmax attention over rotary q/k (no soft-capping, no
 # attention sinks); sliding windows are checked per call in ``supports_shared_prefix_attention``.
-PLAIN_ATTENTION = {"llama", "mistral", "qwen2", "qwen3", "gemma3_text", "gemma3", "gemma2"}
+PLAIN_ATTENTION = {"llama", "mistral", "qwen2", "qwen3", "gemma3_text"}
 _FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
