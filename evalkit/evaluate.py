@@ -9,8 +9,10 @@ from datetime import datetime, timezone
 
 from tabulate import tabulate
 
+from evalkit.backends import BackendOptions, backend_class
+from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import EVALUATORS, RunConfig
-from evalkit.models.loader import LoadedModel, load_model
+from evalkit.models.loader import LoadedModel
 from evalkit.profile import Profiler
 from evalkit.profile.tokens import add_task_tokens
 from evalkit.results import RunOutput, environment
@@ -18,27 +20,32 @@ from evalkit.tasks.registry import resolve_tasks
 
 
 def _load_evaluators() -> None:
+    import evalkit.evaluators.generation  # noqa: F401
     import evalkit.evaluators.multiple_choice  # noqa: F401
     import evalkit.evaluators.perplexity  # noqa: F401
-
-    try:  # generation tasks (issue 3) register themselves when present
-        import evalkit.evaluators.generation  # noqa: F401
-    except ImportError:
-        pass
 
 
 def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = "results", *,
                    device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
                    lm: LoadedModel | None = None, argv: list[str] | None = None,
-                   store: str | None = None, record: bool = True) -> dict:
-    """Evaluate; write the results files; record the run into the results store unless ``record=False``."""
+                   store: str | None = None, record: bool = True, backend: str = "hf",
+                   options: BackendOptions | None = None) -> dict:
+    """Evaluate; write the results files; record the run into the results store unless ``record=False``.
+
+    ``lm``: an already loaded model, evaluated with the hf backend (tests, the trainer's evaluation).
+    """
     _load_evaluators()
+    options = options or BackendOptions(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    backend_type = backend_class("hf" if lm is not None else backend)
     selections = resolve_tasks(tasks)
     # Every input is read and checked before the (slow) model load.
     prepared = []
     for selection in selections:
         evaluator = EVALUATORS[selection.spec.type]
         prepared.append((selection, evaluator, evaluator.prepare(selection, config)))
+        if selection.spec.type not in backend_type.task_types:
+            raise EvalkitError(f"task {selection.spec.name} ({selection.spec.type}) cannot run on --backend {backend}; "
+                               f"it answers {', '.join(backend_type.task_types)} tasks: use --backend hf for this one")
     output = RunOutput(output_dir, model)
     output.check_writable()
 
@@ -50,14 +57,13 @@ def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = 
     task_results, task_throughput = {}, {}
     with Profiler() as prof:
         with prof.phase("model_load"):
-            if lm is None:
-                lm = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+            engine = backend_type(lm) if lm is not None else backend_type.load(model, options)
         load_seconds = time.time() - started
         for selection, evaluator, ready in prepared:
             name = selection.spec.name
             task_started = time.perf_counter()
             with prof.phase(f"evaluate:{name}"):
-                task_results[name] = evaluator.run(ready, lm, config, output)
+                task_results[name] = evaluator.run(ready, engine, config, output)
             samples = task_results[name].get("samples_file")
             task_throughput[name] = add_task_tokens(prof, task_results[name], samples and output.directory / samples,
                                                     time.perf_counter() - task_started)
@@ -66,8 +72,8 @@ def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = 
         "evalkit_version": environment()["evalkit"],
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": argv if argv is not None else sys.argv,
-        "model": {"name": model, **lm.identity, "dtype": lm.dtype, "device": lm.device,
-                  "context_length": lm.context_length},
+        "model": engine.model_record(model),
+        "backend": engine.describe(),
         "config": config.record(),
         "environment": environment(),
         "timing": {"model_load_s": round(load_seconds, 3), "total_s": round(time.time() - started, 3)},

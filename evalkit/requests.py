@@ -53,7 +53,8 @@ def build_requests(spec: MultipleChoiceSpec, style_name: str, subject: str, ques
 def _chat_request(spec, style, header, subject, question, exemplars, tokenizer) -> MultipleChoiceRequest:
     """LLaMA-Factory's chat layout: exemplars as user/assistant turns, header on the first turn."""
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-        raise EvalkitError("--apply-chat-template: this model's tokenizer has no chat template; drop the flag")
+        raise EvalkitError("--apply-chat-template: no chat template to render with (the model's tokenizer has none; "
+                          "with --backend openai pass --tokenizer MODEL); drop the flag or name a tokenizer")
 
     def render(final_text: str) -> str:
         messages = []

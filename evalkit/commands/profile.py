@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from evalkit.commands.run import describe_model
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("profile", help="profile a model: memory, tokens/s, perplexity", description=__doc__)
@@ -33,7 +35,7 @@ def run(args) -> int:
                           progress=not args.no_progress, argv=["evalkit", *sys.argv[1:]], store=args.store,
                           record=not args.no_store)
     block = next(iter(results["tasks"].values()))
-    print(f"\nmodel: {args.model} ({results['model']['kind']}, {results['model']['dtype']}, {results['model']['device']})")
+    print(f"\nmodel: {args.model} ({describe_model(results)})")
     print(f"perplexity on {results['config']['text_set']} ({block['documents']} documents, {block['predicted_tokens']} "
           f"predicted tokens, window {block['window']}, stride {block['stride']}): {block['perplexity']:.4f}")
     print(f"perplexity_llamafactory (mean over documents of exp(mean NLL)): {block['perplexity_llamafactory']:.4f}")

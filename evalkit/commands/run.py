@@ -42,10 +42,49 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    backend = p.add_argument_group("backend", "where the numbers are computed (default: transformers in process)")
+    backend.add_argument("--backend", choices=["hf", "openai", "vllm"], default="hf",
+                         help="hf: transformers in this process; openai: an OpenAI-compatible server; vllm: vLLM's engine")
+    backend.add_argument("--base-url", default=None, metavar="URL",
+                         help="openai: the server's API root, e.g. http://127.0.0.1:8000/v1 (--model is the served name)")
+    backend.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                         help="openai: environment variable holding the API key (the key is never written anywhere)")
+    backend.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="openai: requests in flight")
+    backend.add_argument("--max-retries", type=int, default=5, metavar="N",
+                         help="openai: retries on 429, 5xx and timeouts, with exponential backoff")
+    backend.add_argument("--request-timeout", type=float, default=600.0, metavar="S", help="openai: seconds per request")
+    backend.add_argument("--mc-mode", choices=["logprobs", "generate"], default="logprobs",
+                         help="openai: multiple choice from the four letters' log-probabilities (exact; default) or "
+                              "by generating and parsing a letter (for servers without log-probabilities)")
+    backend.add_argument("--tokenizer", default=None, metavar="MODEL",
+                         help="openai: a local tokenizer (alias or directory) for --apply-chat-template and to bias "
+                              "the four letters into the server's top log-probabilities")
     p.add_argument("--store", default=None, metavar="URL",
                    help="results store: a SQLite path or SQLAlchemy URL (default: $EVALKIT_STORE or the user data dir)")
     p.add_argument("--no-store", action="store_true", help="do not record this run in the results store")
     p.set_defaults(func=run)
+
+
+def positive_int(text: str) -> int:
+    value = batch_size(text)
+    if value == "auto":
+        raise argparse.ArgumentTypeError("use a positive integer")
+    return value
+
+
+def backend_options(args):
+    from evalkit.backends import BackendOptions
+
+    if args.backend == "openai" and not args.base_url:
+        raise EvalkitError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1, as `evalkit serve` prints)")
+    if args.backend != "openai":
+        given = [flag for flag, value in (("--base-url", args.base_url), ("--tokenizer", args.tokenizer)) if value]
+        if given or args.mc_mode != "logprobs":
+            raise EvalkitError(f"{(given or ['--mc-mode'])[0]} is an option of --backend openai; drop it or add --backend openai")
+    return BackendOptions(device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                          base_url=args.base_url, api_key_env=args.api_key_env, concurrency=args.concurrency,
+                          timeout=args.request_timeout, max_retries=args.max_retries, mc_mode=args.mc_mode,
+                          tokenizer=args.tokenizer)
 
 
 def run(args) -> int:
@@ -63,10 +102,10 @@ def run(args) -> int:
                        no_chat_template=args.no_chat_template)
     results = run_evaluation(args.model, args.tasks, config, args.output_dir, device=args.device, dtype=args.dtype,
                              trust_remote_code=args.trust_remote_code, argv=["evalkit", *sys.argv[1:]],
-                             store=args.store, record=not args.no_store)
+                             store=args.store, record=not args.no_store, backend=args.backend,
+                             options=backend_options(args))
     print()
-    print(f"model: {args.model} ({results['model']['kind']}, {results['model']['dtype']}, {results['model']['device']}), "
-          f"{args.num_fewshot}-shot, prompt style {args.prompt_style}")
+    print(f"model: {args.model} ({describe_model(results)}), {args.num_fewshot}-shot, prompt style {args.prompt_style}")
     print(results_table(results))
     from evalkit.profile import format_profile
 
@@ -75,3 +114,11 @@ def run(args) -> int:
     if results.get("store", {}).get("run_id") is not None:
         print(f"store: run {results['store']['run_id']} in {results['store']['url']}")
     return 0
+
+
+def describe_model(results: dict) -> str:
+    model, backend = results["model"], results.get("backend", {}).get("name", "hf")
+    parts = [model.get("kind"), model.get("dtype"), model.get("device")]
+    if backend != "hf":
+        parts.append(f"backend {backend}")
+    return ", ".join(str(p) for p in parts if p)

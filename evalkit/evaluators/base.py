@@ -3,7 +3,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from evalkit.models.loader import LoadedModel
 from evalkit.results import RunOutput
 from evalkit.tasks.registry import TaskSelection
 
@@ -29,7 +28,7 @@ class RunConfig:
 class TaskEvaluator(Protocol):
     def prepare(self, selection: TaskSelection, config: RunConfig) -> Any: ...
 
-    def run(self, prepared: Any, lm: LoadedModel, config: RunConfig, output: RunOutput) -> dict: ...
+    def run(self, prepared: Any, backend: Any, config: RunConfig, output: RunOutput) -> dict: ...
 
     def table(self, name: str, result: dict) -> list[list]: ...
 

@@ -13,9 +13,7 @@ from evalkit.cache import sha256_text
 from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import RunConfig, register
 from evalkit.metrics.text import METRICS, corpus_sacrebleu, sacrebleu_tokenizer, sample_scores, summarize_scores
-from evalkit.models.loader import LoadedModel
 from evalkit.results import RunOutput
-from evalkit.scoring.generation import generate, has_chat_template, render_prompt, tokenize_prompts
 from evalkit.tasks.generation_data import GenerationSamples, load_samples
 from evalkit.tasks.generation_spec import GenerationSpec
 from evalkit.tasks.registry import TaskSelection
@@ -41,20 +39,19 @@ class GenerationEvaluator:
         data = load_samples(spec, config.limit)
         return PreparedGeneration(spec, data, config.max_new_tokens or spec.max_new_tokens)
 
-    def run(self, prepared: PreparedGeneration, lm: LoadedModel, config: RunConfig, output: RunOutput) -> dict:
+    def run(self, prepared: PreparedGeneration, backend, config: RunConfig, output: RunOutput) -> dict:
         spec, samples = prepared.spec, prepared.data.samples
-        chat = has_chat_template(lm.tokenizer) and not config.no_chat_template
-        prompts = [render_prompt(lm.tokenizer, spec.instruction + s.input, chat) for s in samples]
-        sequences, truncated = tokenize_prompts(lm, prompts, chat, prepared.max_new_tokens, config.truncation, spec.name)
-        generations, timing = generate(lm, sequences, prepared.max_new_tokens, spec.stop, config.batch_size,
-                                       label=spec.name, progress=config.progress, truncated=truncated)
+        chat = backend.chat_available and not config.no_chat_template
+        generations, timing = backend.generate([spec.instruction + s.input for s in samples], chat=chat,
+                                               max_new_tokens=prepared.max_new_tokens, stop=tuple(spec.stop),
+                                               config=config, label=spec.name)
         rows, per_sample = [], []
-        for sample, prompt, generation in zip(samples, prompts, generations):
+        for sample, generation in zip(samples, generations):
             scores = sample_scores(generation.text, sample.reference)
             per_sample.append(scores)
             rows.append({
                 "task": spec.name, "index": sample.index, "input_sha256": sha256_text(sample.input),
-                "prompt_sha256": sha256_text(prompt), "prompt_tokens": generation.prompt_tokens,
+                "prompt_sha256": sha256_text(generation.prompt), "prompt_tokens": generation.prompt_tokens,
                 "truncated": generation.truncated, "new_tokens": generation.new_tokens, "finish": generation.finish,
                 "prediction": generation.text, "reference": sample.reference, **scores,
             })

@@ -8,10 +8,8 @@ from evalkit.cache import sha256_file, sha256_text
 from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import RunConfig, register
 from evalkit.metrics.accuracy import summarize
-from evalkit.models.loader import LoadedModel
 from evalkit.requests import build_requests, choice_targets
 from evalkit.results import RunOutput
-from evalkit.scoring.multiple_choice import score_multiple_choice
 from evalkit.tasks.mc_data import Question, load_split, split_file
 from evalkit.tasks.registry import TaskSelection
 from evalkit.tasks.spec import MultipleChoiceSpec
@@ -57,15 +55,13 @@ class MultipleChoiceEvaluator:
                     files[str(path.relative_to(spec.root))] = sha256_file(path)
         return PreparedTask(spec, subjects, files)
 
-    def run(self, prepared: PreparedTask, lm: LoadedModel, config: RunConfig, output: RunOutput) -> dict:
+    def run(self, prepared: PreparedTask, backend, config: RunConfig, output: RunOutput) -> dict:
         spec = prepared.spec
         requests = []
         for subject in prepared.subjects:
             requests += build_requests(spec, config.prompt_style, subject.key, subject.questions, subject.exemplars,
-                                       lm.tokenizer, chat=config.apply_chat_template)
-        scores = score_multiple_choice(lm, requests, choice_targets(spec, config.prompt_style), config.batch_size,
-                                       config.truncation, label=spec.name, progress=config.progress,
-                                       reuse_prefix=not config.full_prompt)
+                                       backend.tokenizer, chat=config.apply_chat_template)
+        scores = backend.score_choices(requests, choice_targets(spec, config.prompt_style), config, spec.name)
         correct: dict[str, list[bool]] = {s.key: [] for s in prepared.subjects}
         rows = []
         for score in scores:
@@ -74,7 +70,8 @@ class MultipleChoiceEvaluator:
             rows.append({
                 "task": spec.name, "subject": request.subject, "index": request.index,
                 "prompt_sha256": sha256_text(request.prompt), "prompt_tokens": score.prompt_tokens,
-                "truncated": score.truncated, "probabilities": dict(zip("ABCD", score.probabilities)),
+                "truncated": score.truncated,
+                "probabilities": dict(zip("ABCD", score.probabilities)) if score.probabilities else None,
                 "prediction": score.prediction, "gold": request.gold, "correct": score.correct,
             })
         samples = output.write_samples(spec.name, rows)

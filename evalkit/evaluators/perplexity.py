@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evalkit.evaluators.base import RunConfig, register
-from evalkit.models.loader import LoadedModel
-from evalkit.profile.perplexity import Document, PerplexitySpec, load_documents, perplexity
+from evalkit.profile.perplexity import Document, PerplexitySpec, load_documents
 from evalkit.results import RunOutput
 from evalkit.tasks.registry import TaskSelection
 
@@ -27,9 +26,9 @@ class PerplexityEvaluator:
             documents = documents[: config.limit]
         return PreparedText(spec, documents, files)
 
-    def run(self, prepared: PreparedText, lm: LoadedModel, config: RunConfig, output: RunOutput) -> dict:
+    def run(self, prepared: PreparedText, backend, config: RunConfig, output: RunOutput) -> dict:
         spec = prepared.spec
-        summary, rows = perplexity(lm, prepared.documents, spec.window, spec.stride, progress=config.progress)
+        summary, rows = backend.loglikelihood_rolling(prepared.documents, spec.window, spec.stride, config)
         for row in rows:
             row["task"] = spec.name
         samples = output.write_samples(spec.name, rows)

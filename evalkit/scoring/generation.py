@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from evalkit.backends.base import clean_generation
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import LoadedModel
 from evalkit.scoring.batching import auto_batch_size, length_sorted_batches, padded
@@ -29,6 +30,7 @@ class Generation:
     finish: str  # "eos", "stop" (a stop string) or "length" (max_new_tokens reached)
     truncated: bool  # the prompt lost its first tokens to fit the context (--truncation left)
     tokens: list[int]  # the generated ids (up to EOS / the stop string), for exact comparisons
+    prompt: str = ""  # what was sent: the rendered prompt (or, for chat APIs, the messages as JSON)
 
 
 def render_prompt(tokenizer, text: str, chat: bool) -> str:
@@ -133,12 +135,10 @@ def _generate_batch(lm: LoadedModel, sequences: list[list[int]], max_new_tokens:
             if token in eos:  # finished rows are filled with pad (which may equal EOS) after this
                 count, finish = position + 1, "eos"
                 break
-        text = tokenizer.decode(new[:count], skip_special_tokens=True)
-        cut = min((text.find(s) for s in stop if s in text), default=-1)
-        if cut >= 0:
-            text, finish = text[:cut], "stop"
+        text, finish = clean_generation(tokenizer.decode(new[:count], skip_special_tokens=True), stop, finish)
+        if finish == "stop":
             count = _tokens_through_stop(tokenizer, new[:count], stop)
-        rows.append((text.strip(), new[:count], finish))
+        rows.append((text, new[:count], finish))
     return rows
 
 
