@@ -85,6 +85,7 @@ class MultipleChoiceEvaluator:
             "prompt_style": config.prompt_style,
             "prompt_sha256": sha256_text("\n".join(r["prompt_sha256"] for r in rows)),
             "data_files": prepared.data_files, "n_truncated": sum(r["truncated"] for r in rows),
+            "n_unparsed": sum(r["prediction"] is None for r in rows),  # --mc-mode generate: no letter found
             "samples_file": samples.name, **summary,
         }
 

@@ -218,3 +218,27 @@ def _load_hub(spec: str, torch_dtype, trust_remote_code: bool):
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
+
+
+def load_tokenizer(spec: str):
+    """The tokenizer of anything --model accepts (weights are not loaded): for API backends' prompt rendering."""
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    path = Path(spec).expanduser()
+    if spec in EMBEDDED:
+        source = str(resolve_embedded(spec)[0])
+    elif path.is_file() and path.suffix == ".gguf":
+        source = str(dequantised_dir(path.resolve())[0])
+    elif path.is_dir() and not (path / "tokenizer_config.json").is_file() and (path / "adapter_config.json").is_file():
+        try:
+            return load_tokenizer(json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise EvalkitError(f"{path / 'adapter_config.json'}: no base_model_name_or_path to take the tokenizer from") from None
+    else:
+        source = str(path) if path.exists() else spec
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except Exception as exc:
+        raise EvalkitError(f"--tokenizer {spec}: cannot load a tokenizer ({type(exc).__name__}: {_first_line(exc)}); "
+                           "name an embedded alias or a directory with tokenizer files") from None

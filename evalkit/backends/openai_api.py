@@ -1,0 +1,243 @@
+"""``--backend openai``: any OpenAI-compatible server (evalkit serve, vLLM, llama.cpp, LLaMA-Factory's api).
+
+Multiple choice (``--mc-mode logprobs``, the default) asks the completions endpoint for one token
+with the top log-probabilities at the next position and takes the softmax over the four letters'
+log-probabilities: log-softmax differs from the logits by one constant, so this equals the hf
+backend's softmax over the four letter logits. With ``--tokenizer`` the four letters also get an
+equal ``logit_bias`` (a shared shift leaves their softmax unchanged), which puts them in the top
+log-probabilities whatever the server's cut-off. A server that returns no log-probabilities, or
+not all four letters, stops the run with one line: never a silent guess (lm-eval users were bitten by
+API backends scoring at chance). ``--mc-mode generate`` parses a letter from a short greedy answer
+instead; the rule is PARSE_RULE and unparsed answers are counted.
+
+Generation uses chat completions (the server applies the model's chat template) or completions
+with ``--no-chat-template``. Requests run concurrently (asyncio, the official ``openai`` client,
+which retries 429/5xx/timeouts with exponential backoff); the key comes from an environment variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import time
+
+from tqdm.auto import tqdm
+
+from evalkit.backends.base import BackendOptions, clean_generation
+from evalkit.errors import EvalkitError
+from evalkit.scoring.generation import Generation
+from evalkit.scoring.multiple_choice import ChoiceScore
+from evalkit.tasks.mc_data import LETTERS
+
+# --mc-mode generate: the first letter A-D of the answer, alone or followed by ".", ")" or a non-letter.
+PARSE_RULE = re.compile(r"^\W*([ABCD])(?![A-Za-z])")
+GENERATE_MC_TOKENS = 8
+
+
+class OpenAIBackend:
+    name = "openai"
+    task_types = ("multiple_choice", "generation")
+
+    def __init__(self, model: str, options: BackendOptions, served: dict, tokenizer=None):
+        self.model, self.options, self.served, self._tokenizer = model, options, served, tokenizer
+        self.unparsed = 0
+
+    @classmethod
+    def load(cls, model: str, options: BackendOptions) -> "OpenAIBackend":
+        served = asyncio.run(_check_server(model, options))
+        tokenizer = None
+        if options.tokenizer:
+            from evalkit.models.loader import load_tokenizer
+
+            tokenizer = load_tokenizer(options.tokenizer)
+        return cls(model, options, served, tokenizer)
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def chat_available(self) -> bool:
+        return True  # the server applies its model's template; --no-chat-template sends plain completions
+
+    def model_record(self, name: str) -> dict:
+        # evalkit serve reports what it serves (weight hashes): the run then keys to the same model as an hf run.
+        identity = self.served.get("evalkit_identity") or {"kind": "openai_api", "source": f"{self.options.base_url}#{name}"}
+        return {"name": name, **identity, "dtype": None, "device": None,
+                "context_length": self.served.get("max_model_len")}
+
+    def describe(self) -> dict:
+        from importlib import metadata
+
+        return {"name": self.name, "base_url": self.options.base_url, "served_model": self.model,
+                "owned_by": self.served.get("owned_by"), "mc_mode": self.options.mc_mode,
+                "top_logprobs": self.options.top_logprobs, "letter_bias": self._tokenizer is not None,
+                "tokenizer": self.options.tokenizer, "concurrency": self.options.concurrency,
+                "openai_client": metadata.version("openai")}
+
+    # -- multiple choice --------------------------------------------------------------------------------
+    def score_choices(self, requests, targets, config, label):
+        if config.truncation == "left":
+            raise EvalkitError("--truncation left needs the model's tokenizer in process; use --backend hf")
+        if self.options.mc_mode == "generate":
+            return self._run(label, requests, lambda client, r: self._choice_by_text(client, r), config.progress)
+        bias, names = None, list(targets)  # the letters as the server names their tokens ("A", or " A")
+        if self._tokenizer is not None:
+            from evalkit.scoring.multiple_choice import choice_token_ids
+
+            ids = choice_token_ids(self._tokenizer, targets)
+            bias, names = {str(i): 100 for i in ids}, [self._tokenizer.decode([i]) for i in ids]
+        return self._run(label, requests, lambda client, r: self._choice_by_logprobs(client, r, names, bias),
+                         config.progress)
+
+    async def _choice_by_logprobs(self, client, request, names, bias) -> ChoiceScore:
+        response = await client.completions.create(
+            model=self.model, prompt=request.prompt, max_tokens=1, temperature=0, logprobs=self.options.top_logprobs,
+            **({"logit_bias": bias} if bias else {}), **_special_tokens(request.chat))
+        choice = response.choices[0]
+        top = (choice.logprobs.top_logprobs or [None])[0] if choice.logprobs else None
+        if not top:
+            raise EvalkitError(f"{self.options.base_url}: the server returned no log-probabilities for {request.task} "
+                               f"{request.subject} #{request.index}; this server cannot score multiple choice by "
+                               "log-probabilities: use --mc-mode generate (parses a letter from the answer)")
+        missing = [name for name in names if name not in top]
+        if missing:
+            raise EvalkitError(f"{self.options.base_url}: the letters {missing} are not among the top "
+                               f"{len(top)} log-probabilities for {request.subject} #{request.index}; pass --tokenizer "
+                               "MODEL so evalkit can bias the four letters into them (logit_bias), or raise --top-logprobs")
+        logprobs = [top[name] for name in names]
+        peak = max(logprobs)
+        weights = [math.exp(lp - peak) for lp in logprobs]
+        total = sum(weights)
+        probabilities = [w / total for w in weights]
+        prediction = LETTERS[max(range(4), key=probabilities.__getitem__)]
+        return ChoiceScore(request, probabilities, prediction, response.usage.prompt_tokens if response.usage else 0, False)
+
+    async def _choice_by_text(self, client, request) -> ChoiceScore:
+        response = await client.completions.create(model=self.model, prompt=request.prompt, max_tokens=GENERATE_MC_TOKENS,
+                                                   temperature=0, **_special_tokens(request.chat))
+        match = PARSE_RULE.match(response.choices[0].text or "")
+        if match is None:
+            self.unparsed += 1
+        return ChoiceScore(request, None, match.group(1) if match else None,
+                           response.usage.prompt_tokens if response.usage else 0, False)
+
+    # -- generation ---------------------------------------------------------------------------------------
+    def generate(self, texts, *, chat, max_new_tokens, stop, config, label):
+        if config.truncation == "left":
+            raise EvalkitError("--truncation left needs the model's tokenizer in process; use --backend hf")
+        if len(stop) > 4:
+            raise EvalkitError(f"task {label} has {len(stop)} stop strings; the OpenAI API takes at most 4")
+        started = time.perf_counter()
+
+        async def one(client, text):
+            if chat:
+                messages = [{"role": "user", "content": text}]
+                response = await client.chat.completions.create(model=self.model, messages=messages, temperature=0,
+                                                                 max_tokens=max_new_tokens, stop=list(stop) or None)
+                raw, prompt = response.choices[0].message.content or "", json.dumps(messages, ensure_ascii=False)
+            else:
+                response = await client.completions.create(model=self.model, prompt=text, temperature=0,
+                                                           max_tokens=max_new_tokens, stop=list(stop) or None)
+                raw, prompt = response.choices[0].text or "", text
+            reason = response.choices[0].finish_reason
+            cleaned, finish = clean_generation(raw, stop, "length" if reason == "length" else "eos")
+            usage = response.usage
+            return Generation(cleaned, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
+                              finish, False, [], prompt)
+
+        generations = self._run(label, texts, one, config.progress)
+        seconds = time.perf_counter() - started
+        total = sum(g.new_tokens for g in generations)
+        return generations, {"generate_s": round(seconds, 3), "new_tokens": total,
+                             "tokens_per_s": round(total / seconds, 2) if seconds > 0 else None,
+                             "concurrency": self.options.concurrency}
+
+    def loglikelihood_rolling(self, documents, window, stride, config):
+        raise EvalkitError("perplexity needs the model's token log-probabilities in process; use --backend hf")
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+    def _run(self, label, items, work, progress):
+        return asyncio.run(self._gather(label, items, work, progress))
+
+    async def _gather(self, label, items, work, progress):
+        import openai
+
+        semaphore = asyncio.Semaphore(self.options.concurrency)
+        bar = tqdm(total=len(items), desc=label or "requests", unit="req", disable=not progress, dynamic_ncols=True)
+        async with _client(self.options) as client:
+            async def guarded(item):
+                async with semaphore:
+                    result = await work(client, item)
+                bar.update(1)
+                return result
+
+            tasks = [asyncio.ensure_future(guarded(item)) for item in items]
+            try:
+                return await asyncio.gather(*tasks)
+            except openai.APIError as exc:
+                raise _api_error(exc, self.options, self.model) from None
+            finally:
+                for task in tasks:
+                    task.cancel()
+                bar.close()
+
+
+def _special_tokens(chat: bool) -> dict:
+    # A chat-rendered prompt carries its own special tokens; vLLM and evalkit serve honour this extension.
+    return {"extra_body": {"add_special_tokens": False}} if chat else {}
+
+
+def _client(options: BackendOptions):
+    import openai
+
+    key = os.environ.get(options.api_key_env) or "EMPTY"  # local servers without auth accept any key
+    return openai.AsyncOpenAI(base_url=options.base_url, api_key=key, timeout=options.timeout,
+                              max_retries=options.max_retries)
+
+
+async def _check_server(model: str, options: BackendOptions) -> dict:
+    """The served model's entry from /v1/models (fails fast with one line if the server or model is wrong)."""
+    import openai
+
+    async with _client(options) as client:
+        try:
+            page = await client.models.list()
+        except openai.APIError as exc:
+            raise _api_error(exc, options, model) from None
+    entries = {entry.id: entry.model_dump() for entry in page.data}
+    if model not in entries:
+        raise EvalkitError(f"{options.base_url}: the server does not serve {model!r}; it serves "
+                           f"{', '.join(entries) or 'nothing'}: pass one of these as --model")
+    return entries[model]
+
+
+def _api_error(exc, options: BackendOptions, model: str) -> EvalkitError:
+    import openai
+
+    url = options.base_url
+    if isinstance(exc, openai.AuthenticationError):
+        return EvalkitError(f"{url}: 401 unauthorised: put the server's API key in ${options.api_key_env} "
+                            "(or name another variable with --api-key-env)")
+    if isinstance(exc, openai.NotFoundError):
+        return EvalkitError(f"{url}: 404 for model {model!r} ({_message(exc)}); check --base-url (it ends in /v1) and --model")
+    if isinstance(exc, openai.APITimeoutError):
+        return EvalkitError(f"{url}: no answer within {options.timeout:g} s after {options.max_retries} retries; "
+                            "raise --request-timeout or lower --concurrency")
+    if isinstance(exc, openai.APIConnectionError):
+        return EvalkitError(f"{url}: cannot connect ({exc.__cause__ or exc}); is the server running at this address?")
+    if isinstance(exc, openai.APIStatusError):
+        return EvalkitError(f"{url}: the server answered {exc.status_code}: {_message(exc)}")
+    return EvalkitError(f"{url}: {type(exc).__name__}: {exc}")
+
+
+def _message(exc) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        body = body.get("error", body)
+        if isinstance(body, dict) and body.get("message"):
+            return str(body["message"])
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,47 @@
+"""evalkit serve --model X: put a model behind an OpenAI-compatible API on 127.0.0.1 (the deploy step).
+
+Anything evalkit run --model accepts (embedded alias, directory, GGUF file, PEFT adapter) is served
+at /v1/models, /v1/completions (logprobs, echo, logit_bias, stop) and /v1/chat/completions
+(streaming too). Evaluate it with: evalkit run --backend openai --base-url http://HOST:PORT/v1 --model NAME.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="serve a model behind an OpenAI-compatible API", description=__doc__)
+    p.add_argument("--model", required=True, help="embedded alias, local dir, .gguf file, PEFT adapter dir or hub id")
+    p.add_argument("--served-model-name", default=None, metavar="NAME", help="the name clients ask for (default: --model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("EVALKIT_SERVE_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' (default: $EVALKIT_SERVE_API_KEY; none: no auth)")
+    p.add_argument("--max-tokens-limit", type=int, default=2048, metavar="N", help="largest max_tokens a request may ask")
+    p.add_argument("--max-request-bytes", type=int, default=4 << 20, metavar="N", help="largest request body accepted")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import uvicorn
+
+    from evalkit.errors import EvalkitError
+    from evalkit.models.loader import load_model
+    from evalkit.serve.app import create_app
+    from evalkit.serve.engine import ServedModel
+
+    if not 0 < args.port < 65536:
+        raise EvalkitError(f"--port {args.port}: use 1..65535")
+    lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    name = args.served_model_name or args.model
+    app = create_app(ServedModel(lm, name), api_key=args.api_key, max_tokens_limit=args.max_tokens_limit,
+                     max_request_bytes=args.max_request_bytes)
+    auth = "bearer-token auth on" if args.api_key else "no auth"
+    print(f"evalkit serve: {name} ({lm.identity.get('kind')}, {lm.dtype}, {lm.device}) at "
+          f"http://{args.host}:{args.port}/v1 ({auth})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
