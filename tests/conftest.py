@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 SMOLLM2 = "smollm2-135m-instruct"
 
 
-def build_tiny_model(directory: Path, *, seed: int = 0, context: int = 512) -> Path:
+def build_tiny_model(directory: Path, *, seed: int = 0, context: int = 512, **config_overrides) -> Path:
     """A 2-layer Llama with SmolLM2's real tokenizer (and chat template), random weights."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -30,7 +30,8 @@ def build_tiny_model(directory: Path, *, seed: int = 0, context: int = 512) -> P
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        **{"tie_word_embeddings": True, **config_overrides},
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -43,6 +44,15 @@ def build_tiny_model(directory: Path, *, seed: int = 0, context: int = 512) -> P
 def tiny_model_dir(tmp_path_factory) -> Path:
     """Path of a tiny random Llama checkpoint (safetensors + tokenizer); do not modify it."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def varied_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama with an untied, wide-initialised LM head, so greedy outputs vary with the prompt.
+
+    (The shared tiny model ties its head to the embeddings and just repeats the prompt's last token.)
+    """
+    return build_tiny_model(tmp_path_factory.mktemp("varied-llama"), tie_word_embeddings=False, initializer_range=0.2)
 
 
 @pytest.fixture(scope="session")

@@ -21,30 +21,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def varied_model_dir(tmp_path_factory) -> Path:
-    """A tiny random Llama with an untied, wide-initialised LM head, so greedy outputs vary with the prompt.
-
-    (The shared tiny model ties its head to the embeddings and just repeats the prompt's last token.)
-    """
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from evalkit.models.embedded import resolve_embedded
-
-    source, _ = resolve_embedded("smollm2-135m-instruct")
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         tie_word_embeddings=False, initializer_range=0.2)
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("varied-llama")
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
 def varied_lm(varied_model_dir):
     from evalkit.models import load_model
 
