@@ -11,7 +11,7 @@ from evalkit.errors import EvalkitError
 
 # Subcommand modules; each exposes ``add_parser(subparsers)`` which sets ``func``.
 COMMANDS = ["evalkit.commands.run", "evalkit.commands.listing"]
-OPTIONAL_COMMANDS = ["evalkit.commands.train", "evalkit.commands.serve", "evalkit.commands.export", "evalkit.commands.profile",
+OPTIONAL_COMMANDS = ["evalkit.commands.train", "evalkit.commands.serve", "evalkit.commands.cache", "evalkit.commands.export", "evalkit.commands.profile",
                      "evalkit.commands.store", "evalkit.commands.report", "evalkit.commands.leaderboard"]
 
 

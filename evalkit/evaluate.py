@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from tabulate import tabulate
 
 from evalkit.backends import BackendOptions, backend_class
+from evalkit.backends.request_cache import RequestCache
 from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import EVALUATORS, RunConfig
 from evalkit.models.loader import LoadedModel
@@ -58,12 +59,18 @@ def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = 
     with Profiler() as prof:
         with prof.phase("model_load"):
             engine = backend_type(lm) if lm is not None else backend_type.load(model, options)
+        if config.use_cache:
+            engine.request_cache = RequestCache.open(engine.cache_namespace())
         load_seconds = time.time() - started
         for selection, evaluator, ready in prepared:
             name = selection.spec.name
             task_started = time.perf_counter()
+            before = engine.request_cache.counts() if engine.request_cache else None
             with prof.phase(f"evaluate:{name}"):
                 task_results[name] = evaluator.run(ready, engine, config, output)
+            if before is not None:  # how much of this task came back from the cache
+                after = engine.request_cache.counts()
+                task_results[name]["requests"] = {k: after[k] - before[k] for k in after}
             samples = task_results[name].get("samples_file")
             task_throughput[name] = add_task_tokens(prof, task_results[name], samples and output.directory / samples,
                                                     time.perf_counter() - task_started)

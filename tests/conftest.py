@@ -12,6 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Runs recorded by tests go to a throwaway results store, never the user's own.
+# Tests that compare runs must compute both; the request-cache tests name their own file.
+os.environ.setdefault("EVALKIT_REQUEST_CACHE", "off")
 os.environ.setdefault("EVALKIT_STORE", os.path.join(tempfile.mkdtemp(prefix="evalkit-test-store-"), "store.sqlite"))
 
 REPO = Path(__file__).resolve().parents[1]

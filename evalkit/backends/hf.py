@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from evalkit.backends.base import BackendOptions
+from evalkit.backends.request_cache import BatchMemo
 from evalkit.models.loader import LoadedModel, load_model
 
 
 class HFBackend:
     name = "hf"
     task_types = ("multiple_choice", "generation", "perplexity")
+    request_cache = None  # set by evalkit run (backends/request_cache.py); None: compute everything
 
     def __init__(self, lm: LoadedModel):
         self.lm = lm
@@ -33,6 +35,18 @@ class HFBackend:
         lm = self.lm
         return {"name": name, **lm.identity, "dtype": lm.dtype, "device": lm.device, "context_length": lm.context_length}
 
+    def cache_namespace(self) -> dict:
+        """What, besides the request, decides an answer here: the weights, and the arithmetic they run in."""
+        from evalkit.store.identity import model_key
+
+        return {"model": model_key(self.lm.identity), "backend": self.name, "dtype": self.lm.dtype,
+                "device": self.lm.device.split(":")[0]}
+
+    def _memo(self, kind: str, payloads: list[dict]) -> BatchMemo | None:
+        if self.request_cache is None:
+            return None
+        return BatchMemo(self.request_cache, kind, [self.request_cache.key(kind, p) for p in payloads])
+
     def describe(self) -> dict:
         from importlib import metadata
 
@@ -41,16 +55,21 @@ class HFBackend:
     def score_choices(self, requests, targets, config, label):
         from evalkit.scoring.multiple_choice import score_multiple_choice
 
+        common = {"targets": targets, "truncation": config.truncation, "context": self.lm.context_length,
+                  "full_prompt": config.full_prompt}
+        memo = self._memo("multiple_choice", [{"prompt": r.prompt, "chat": r.chat, **common} for r in requests])
         return score_multiple_choice(self.lm, requests, targets, config.batch_size, config.truncation, label=label,
-                                     progress=config.progress, reuse_prefix=not config.full_prompt)
+                                     progress=config.progress, reuse_prefix=not config.full_prompt, memo=memo)
 
     def generate(self, texts, *, chat, max_new_tokens, stop, config, label):
         from evalkit.scoring.generation import generate, render_prompt, tokenize_prompts
 
         prompts = [render_prompt(self.lm.tokenizer, text, chat) for text in texts]
         sequences, truncated = tokenize_prompts(self.lm, prompts, chat, max_new_tokens, config.truncation, label)
+        memo = self._memo("generation", [{"prompt_ids": ids, "max_new_tokens": max_new_tokens, "stop": list(stop),
+                                          "decoding": "greedy"} for ids in sequences])
         generations, timing = generate(self.lm, sequences, max_new_tokens, stop, config.batch_size, label=label,
-                                       progress=config.progress, truncated=truncated)
+                                       progress=config.progress, truncated=truncated, memo=memo)
         for generation, prompt in zip(generations, prompts):
             generation.prompt = prompt
         return generations, timing

@@ -27,6 +27,7 @@ import time
 from tqdm.auto import tqdm
 
 from evalkit.backends.base import BackendOptions, clean_generation
+from evalkit.backends.request_cache import BatchMemo
 from evalkit.errors import EvalkitError
 from evalkit.scoring.generation import Generation
 from evalkit.scoring.multiple_choice import ChoiceScore
@@ -40,10 +41,10 @@ GENERATE_MC_TOKENS = 8
 class OpenAIBackend:
     name = "openai"
     task_types = ("multiple_choice", "generation")
+    request_cache = None  # set by evalkit run; each answer is saved as it arrives
 
     def __init__(self, model: str, options: BackendOptions, served: dict, tokenizer=None):
         self.model, self.options, self.served, self._tokenizer = model, options, served, tokenizer
-        self.unparsed = 0
 
     @classmethod
     def load(cls, model: str, options: BackendOptions) -> "OpenAIBackend":
@@ -69,6 +70,13 @@ class OpenAIBackend:
         return {"name": name, **identity, "dtype": None, "device": None,
                 "context_length": self.served.get("max_model_len")}
 
+    def cache_namespace(self) -> dict:
+        from evalkit.store.identity import model_key
+
+        return {"model": model_key(self.model_record(self.model)), "backend": self.name,
+                "base_url": self.options.base_url, "served_model": self.model, "mc_mode": self.options.mc_mode,
+                "letter_bias": self._tokenizer is not None}
+
     def describe(self) -> dict:
         from importlib import metadata
 
@@ -82,8 +90,10 @@ class OpenAIBackend:
     def score_choices(self, requests, targets, config, label):
         if config.truncation == "left":
             raise EvalkitError("--truncation left needs the model's tokenizer in process; use --backend hf")
+        keys = [{"prompt": r.prompt, "chat": r.chat, "targets": targets} for r in requests]
         if self.options.mc_mode == "generate":
-            return self._run(label, requests, lambda client, r: self._choice_by_text(client, r), config.progress)
+            return self._run(label, requests, lambda client, r: self._choice_by_text(client, r), config.progress,
+                             "multiple_choice", keys)
         bias, names = None, list(targets)  # the letters as the server names their tokens ("A", or " A")
         if self._tokenizer is not None:
             from evalkit.scoring.multiple_choice import choice_token_ids
@@ -91,7 +101,7 @@ class OpenAIBackend:
             ids = choice_token_ids(self._tokenizer, targets)
             bias, names = {str(i): 100 for i in ids}, [self._tokenizer.decode([i]) for i in ids]
         return self._run(label, requests, lambda client, r: self._choice_by_logprobs(client, r, names, bias),
-                         config.progress)
+                         config.progress, "multiple_choice", keys)
 
     async def _choice_by_logprobs(self, client, request, names, bias) -> ChoiceScore:
         response = await client.completions.create(
@@ -119,9 +129,7 @@ class OpenAIBackend:
     async def _choice_by_text(self, client, request) -> ChoiceScore:
         response = await client.completions.create(model=self.model, prompt=request.prompt, max_tokens=GENERATE_MC_TOKENS,
                                                    temperature=0, **_special_tokens(request.chat))
-        match = PARSE_RULE.match(response.choices[0].text or "")
-        if match is None:
-            self.unparsed += 1
+        match = PARSE_RULE.match(response.choices[0].text or "")  # no match: counted as n_unparsed, scored wrong
         return ChoiceScore(request, None, match.group(1) if match else None,
                            response.usage.prompt_tokens if response.usage else 0, False)
 
@@ -149,7 +157,9 @@ class OpenAIBackend:
             return Generation(cleaned, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
                               finish, False, [], prompt)
 
-        generations = self._run(label, texts, one, config.progress)
+        keys = [{"text": t, "chat": chat, "max_new_tokens": max_new_tokens, "stop": list(stop), "decoding": "greedy"}
+                for t in texts]
+        generations = self._run(label, texts, one, config.progress, "generation", keys)
         seconds = time.perf_counter() - started
         total = sum(g.new_tokens for g in generations)
         return generations, {"generate_s": round(seconds, 3), "new_tokens": total,
@@ -160,22 +170,32 @@ class OpenAIBackend:
         raise EvalkitError("perplexity needs the model's token log-probabilities in process; use --backend hf")
 
     # -- plumbing -----------------------------------------------------------------------------------------
-    def _run(self, label, items, work, progress):
-        return asyncio.run(self._gather(label, items, work, progress))
+    def _run(self, label, items, work, progress, kind, payloads):
+        memo = None
+        if self.request_cache is not None:
+            memo = BatchMemo(self.request_cache, kind, [self.request_cache.key(kind, p) for p in payloads])
+        return asyncio.run(self._gather(label, items, work, progress, memo))
 
-    async def _gather(self, label, items, work, progress):
+    async def _gather(self, label, items, work, progress, memo):
         import openai
 
         semaphore = asyncio.Semaphore(self.options.concurrency)
         bar = tqdm(total=len(items), desc=label or "requests", unit="req", disable=not progress, dynamic_ncols=True)
         async with _client(self.options) as client:
-            async def guarded(item):
-                async with semaphore:
-                    result = await work(client, item)
+            async def guarded(index, item):
+                hit = memo.cached([index]) if memo is not None else None
+                if hit is not None:
+                    result = _restore(item, hit[0])
+                else:
+                    async with semaphore:
+                        result = await work(client, item)
+                    if memo is not None:  # saved as it arrives: a kill loses only the requests in flight
+                        memo.save([index], [_saved(result)])
+                        bar.set_postfix(memo.postfix(), refresh=False)
                 bar.update(1)
                 return result
 
-            tasks = [asyncio.ensure_future(guarded(item)) for item in items]
+            tasks = [asyncio.ensure_future(guarded(i, item)) for i, item in enumerate(items)]
             try:
                 return await asyncio.gather(*tasks)
             except openai.APIError as exc:
@@ -184,6 +204,19 @@ class OpenAIBackend:
                 for task in tasks:
                     task.cancel()
                 bar.close()
+
+
+def _saved(result) -> dict:
+    if isinstance(result, ChoiceScore):
+        return {"probabilities": result.probabilities, "prediction": result.prediction, "prompt_tokens": result.prompt_tokens}
+    return {"text": result.text, "prompt_tokens": result.prompt_tokens, "new_tokens": result.new_tokens,
+            "finish": result.finish, "prompt": result.prompt}
+
+
+def _restore(item, saved: dict):
+    if "probabilities" in saved:
+        return ChoiceScore(item, saved["probabilities"], saved["prediction"], saved["prompt_tokens"], False)
+    return Generation(saved["text"], saved["prompt_tokens"], saved["new_tokens"], saved["finish"], False, [], saved["prompt"])
 
 
 def _special_tokens(chat: bool) -> dict:

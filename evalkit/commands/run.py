@@ -42,6 +42,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the request cache (by default a rerun resumes from it: evalkit cache info)")
     backend = p.add_argument_group("backend", "where the numbers are computed (default: transformers in process)")
     backend.add_argument("--backend", choices=["hf", "openai", "vllm"], default="hf",
                          help="hf: transformers in this process; openai: an OpenAI-compatible server; vllm: vLLM's engine")
@@ -99,7 +101,7 @@ def run(args) -> int:
                        prompt_style=args.prompt_style, apply_chat_template=args.apply_chat_template,
                        truncation=args.truncation, seed=args.seed, progress=not args.no_progress,
                        full_prompt=args.full_prompt, max_new_tokens=args.max_new_tokens,
-                       no_chat_template=args.no_chat_template)
+                       no_chat_template=args.no_chat_template, use_cache=not args.no_cache)
     results = run_evaluation(args.model, args.tasks, config, args.output_dir, device=args.device, dtype=args.dtype,
                              trust_remote_code=args.trust_remote_code, argv=["evalkit", *sys.argv[1:]],
                              store=args.store, record=not args.no_store, backend=args.backend,

@@ -20,6 +20,7 @@ class RunConfig:
     full_prompt: bool = False  # multiple choice: compute every prompt whole (no prefix reuse)
     max_new_tokens: int | None = None  # generation: None = the task spec's max_new_tokens
     no_chat_template: bool = False  # generation: plain prompts even when the model has a chat template
+    use_cache: bool = True  # read and write the request cache (resume after a kill; --no-cache turns it off)
 
     def record(self) -> dict:
         return asdict(self)

@@ -81,8 +81,12 @@ def left_padded(sequences: list[list[int]], pad_id: int, device: str) -> tuple[t
 
 def generate(lm: LoadedModel, sequences: list[list[int]], max_new_tokens: int, stop: tuple[str, ...] = (),
              batch_size: int | str = 1, label: str = "", progress: bool = True,
-             truncated: list[bool] | None = None) -> tuple[list[Generation], dict]:
-    """Greedy continuations of token-id prompts, in input order, and timing figures."""
+             truncated: list[bool] | None = None, memo=None) -> tuple[list[Generation], dict]:
+    """Greedy continuations of token-id prompts, in input order, and timing figures.
+
+    ``memo`` (a request_cache.BatchMemo over ``sequences``): cached batches are read back, the others
+    generated and saved batch by batch.
+    """
     if not sequences:
         return [], {"generate_s": 0.0, "new_tokens": 0, "tokens_per_s": None, "batch_size": 0}
     lengths = [len(s) for s in sequences]
@@ -97,8 +101,9 @@ def generate(lm: LoadedModel, sequences: list[list[int]], max_new_tokens: int, s
     started = time.perf_counter()
     while pending:
         batch = pending.pop(0)
+        hit = memo.cached(batch) if memo is not None else None
         try:
-            rows = _generate_batch(lm, [sequences[i] for i in batch], max_new_tokens, stop, eos)
+            rows = hit if hit is not None else _generate_batch(lm, [sequences[i] for i in batch], max_new_tokens, stop, eos)
         except torch.cuda.OutOfMemoryError:
             if len(batch) == 1:
                 raise EvalkitError("out of GPU memory at batch size 1; lower --max-new-tokens, use a smaller model "
@@ -107,6 +112,9 @@ def generate(lm: LoadedModel, sequences: list[list[int]], max_new_tokens: int, s
             half = len(batch) // 2
             pending[:0] = [batch[:half], batch[half:]]
             continue
+        if memo is not None and hit is None:
+            memo.save(batch, rows)
+            bar.set_postfix(memo.postfix(), refresh=False)
         for i, (text, tokens, finish) in zip(batch, rows):
             results[i] = Generation(text, lengths[i], len(tokens), finish, bool(truncated and truncated[i]), tokens)
         bar.update(len(batch))

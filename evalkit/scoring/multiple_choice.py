@@ -79,11 +79,13 @@ def tokenize_prompts(lm: LoadedModel, requests: list[MultipleChoiceRequest], tru
 
 def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest], targets: list[str],
                           batch_size: int | str = 1, truncation: str = "error", label: str = "",
-                          progress: bool = True, reuse_prefix: bool = False) -> list[ChoiceScore]:
+                          progress: bool = True, reuse_prefix: bool = False, memo=None) -> list[ChoiceScore]:
     """Score every request; with ``reuse_prefix`` each subject's shared prefix is computed once.
 
     Both paths give the same predictions and probabilities (to fp32 rounding, ~1e-6); the
     full-prompt path (``reuse_prefix=False``, ``evalkit run --full-prompt``) is the reference.
+    ``memo`` (a request_cache.BatchMemo over ``requests``): batches already cached are read back,
+    the others computed and saved, batch by batch; a subject whose batches are all cached skips its prefix.
     """
     if not requests:
         return []
@@ -101,32 +103,53 @@ def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest]
         for row, i in enumerate(batch):
             p = probs[row].tolist()
             results[i] = ChoiceScore(requests[i], p, LETTERS[max(range(4), key=p.__getitem__)], lengths[i], truncated[i])
+        if memo is not None:
+            bar.set_postfix(memo.postfix(), refresh=False)
         bar.update(len(batch))
+
+    def memoised(forward):
+        if memo is None:
+            return forward
+
+        def run(batch: list[int]) -> torch.Tensor:
+            hit = memo.cached(batch)
+            if hit is not None:  # float64 lists round-trip exactly through the cache's JSON
+                return torch.tensor(hit, dtype=torch.float64)
+            probs = forward(batch)
+            memo.save(batch, probs.tolist())
+            return probs
+
+        return run
 
     if plain:
         size = _batch_size(batch_size, lm, max(lengths[i] for i in plain))
         runner = HalvingOnOom()
         batches = [[plain[j] for j in b] for b in length_sorted_batches([lengths[i] for i in plain], size, MAX_PADDING)]
-        for batch, probs in runner.run(batches, lambda b: _forward_letters(lm, [sequences[i] for i in b], letter_ids)):
+        forward_plain = memoised(lambda b: _forward_letters(lm, [sequences[i] for i in b], letter_ids))
+        for batch, probs in runner.run(batches, forward_plain):
             record(batch, probs)
     runner = HalvingOnOom()  # one for all subjects: a size that ran out of memory once is not retried
     for prefix_length, members in groups:
         suffixes = {i: sequences[i][prefix_length:] for i in members}
         size = _batch_size(batch_size, lm, max(len(s) for s in suffixes.values()), cached=prefix_length)
+        suffix_lengths = [len(suffixes[i]) for i in members]
+        batches = [[members[j] for j in b] for b in length_sorted_batches(suffix_lengths, size, MAX_PADDING)]
+        if memo is not None and all(memo.has(b) for b in batches):  # nothing left to compute for this prefix
+            for batch in batches:
+                record(batch, torch.tensor(memo.cached(batch), dtype=torch.float64))
+            continue
         try:
             cache = prefix_cache(lm.model, sequences[members[0]][:prefix_length], lm.device)
         except torch.cuda.OutOfMemoryError:
             raise EvalkitError(f"out of GPU memory computing a {prefix_length}-token prefix of {label}; "
                                "lower --num-fewshot or use a smaller model") from None
-        suffix_lengths = [len(suffixes[i]) for i in members]
-        batches = [[members[j] for j in b] for b in length_sorted_batches(suffix_lengths, size, MAX_PADDING)]
 
         def forward(batch: list[int]) -> torch.Tensor:
             logits = suffix_last_logits(lm.model, cache, prefix_length, [suffixes[i] for i in batch],
                                         lm.tokenizer.pad_token_id, lm.device)
             return _letter_probabilities(logits, letter_ids)
 
-        for batch, probs in runner.run(batches, forward):
+        for batch, probs in runner.run(batches, memoised(forward)):
             record(batch, probs)
         del cache
     bar.close()
