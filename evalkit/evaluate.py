@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from tabulate import tabulate
 
+from evalkit import preflight
 from evalkit.evaluators.base import EVALUATORS, RunConfig
 from evalkit.models.loader import LoadedModel, load_model
 from evalkit.profile import Profiler
@@ -34,6 +35,10 @@ def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = 
     """Evaluate; write the results files; record the run into the results store unless ``record=False``."""
     _load_evaluators()
     selections = resolve_tasks(tasks)
+    preflight.check_unique_tasks(selections)
+    preflight.check_device(device)
+    if record:
+        store = preflight.check_store(store)
     # Every input is read and checked before the (slow) model load.
     prepared = []
     for selection in selections:
