@@ -240,8 +240,11 @@ def test_read_only_cache_dir_that_does_not_exist(capsys, tmp_path, read_only, mo
     assert "cannot create the evalkit cache directory" in line and "EVALKIT_CACHE_DIR" in line
 
 
-def test_read_only_empty_cache_dir(capsys, tmp_path, read_only, monkeypatch):
+@pytest.mark.parametrize("with_models_dir", [False, True], ids=["empty", "other_models_only"])
+def test_read_only_cache_without_the_model(capsys, tmp_path, read_only, monkeypatch, with_models_dir):
     cache = read_only.make(tmp_path / "cache")
+    if with_models_dir:  # the lock file cannot be created either
+        (cache / "models").mkdir()
     read_only.freeze(cache)
     monkeypatch.setenv("EVALKIT_CACHE_DIR", str(cache))
     line = run_fails(capsys, *run_args(SMOLLM2, tmp_path / "out"))
