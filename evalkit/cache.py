@@ -8,12 +8,18 @@ from pathlib import Path
 
 import platformdirs
 
+from evalkit.errors import EvalkitError
+
 
 def cache_dir() -> Path:
     """User cache directory; ``EVALKIT_CACHE_DIR`` overrides it (CI, tests, shared team caches)."""
     root = os.environ.get("EVALKIT_CACHE_DIR") or platformdirs.user_cache_dir("evalkit")
     path = Path(root).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a read-only shared cache that does not exist yet
+        raise EvalkitError(f"{path}: cannot create the evalkit cache directory ({exc.strerror or exc}); "
+                           "set EVALKIT_CACHE_DIR to a writable directory") from None
     return path
 
 

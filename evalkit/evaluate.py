@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from evalkit.backends import BackendOptions, backend_class
 from evalkit.backends.request_cache import RequestCache
+from evalkit import preflight
 from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import EVALUATORS, RunConfig
 from evalkit.models.loader import LoadedModel
@@ -39,6 +40,10 @@ def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = 
     options = options or BackendOptions(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     backend_type = backend_class("hf" if lm is not None else backend)
     selections = resolve_tasks(tasks)
+    preflight.check_unique_tasks(selections)
+    preflight.check_device(options.device)
+    if record:
+        store = preflight.check_store(store)
     # Every input is read and checked before the (slow) model load.
     prepared = []
     for selection in selections:

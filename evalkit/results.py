@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import sys
+import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -42,38 +44,110 @@ def slug(text: str) -> str:
 
 
 class RunOutput:
-    """Paths of one run's files. Reserved up front so a clash fails before any model time is spent."""
+    """Paths of one run's files. Reserved up front so a clash fails before any model time is spent.
+
+    The directory is created by the first write, so a run that fails before writing anything
+    leaves no empty ``<output-dir>/<model>/`` behind. If writing fails anyway (the disk filled up,
+    the filesystem went read-only), the files go to a fallback directory, named on stderr, rather
+    than hours of computation being lost.
+    """
 
     def __init__(self, output_dir: str | Path, model_name: str, stamp: str | None = None):
         self.stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        self.directory = Path(output_dir) / slug(model_name)
+        self.model_slug = slug(model_name)
+        self.directory = Path(output_dir) / self.model_slug
+        self.first_directory = self.directory  # where the files go unless writing there fails
         self.results_path = self.directory / f"results_{self.stamp}.json"
 
     def check_writable(self) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EvalkitError(f"{self.directory}: cannot create the output directory ({exc.strerror}); choose another --output-dir") from None
+        """Write and remove a probe file (``mkdir`` succeeding says nothing about a read-only mount)."""
         if self.results_path.exists():
             raise EvalkitError(f"{self.results_path} already exists; it is never overwritten, choose another --output-dir")
+        created = [d for d in (self.directory, *self.directory.parents) if not d.exists()]
+        probe = self.directory / f".evalkit-probe-{os.getpid()}"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise EvalkitError(f"{self.directory}: cannot write the output directory ({exc.strerror or exc}); "
+                               "choose another --output-dir") from None
+        finally:
+            for directory in created:  # the first real write creates them again
+                _remove_if_empty(directory)
 
     def samples_path(self, task: str) -> Path:
         return self.directory / f"samples_{slug(task)}_{self.stamp}.jsonl"
 
     def write_samples(self, task: str, rows: list[dict]) -> Path:
-        path = self.samples_path(task)
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        _write_new(path, text)
-        return path
+        return self._write(lambda: self.samples_path(task), text)
 
     def write_results(self, results: dict) -> Path:
-        _write_new(self.results_path, json.dumps(results, ensure_ascii=False, indent=2) + "\n")
-        return self.results_path
+        def text() -> str:
+            # samples written before a fallback stay where they are: point at them by absolute path
+            for block in (results.get("tasks") or {}).values():
+                name = block.get("samples_file") if isinstance(block, dict) else None
+                if name and not (self.directory / name).is_file() and (self.first_directory / name).is_file():
+                    block["samples_file"] = str((self.first_directory / name).resolve())
+            return json.dumps(results, ensure_ascii=False, indent=2) + "\n"
+
+        return self._write(lambda: self.results_path, text)
+
+    def _write(self, path_of, text) -> Path:
+        """Write a new file; on an OS error, switch this run to a fallback directory and write it there."""
+        path = path_of()
+        try:
+            _write_new(path, text if isinstance(text, str) else text())
+            return path
+        except OSError as exc:
+            fallback = self._fallback_directory()
+            if fallback is None:
+                raise EvalkitError(f"{path}: cannot write ({exc.strerror or exc}) and no fallback directory is "
+                                   "writable; free some space or fix the permissions") from None
+            print(f"evalkit: warning: cannot write {path} ({exc.strerror or exc}); this run's files go to "
+                  f"{fallback} instead", file=sys.stderr)
+            name = self.results_path.name
+            self.directory = fallback
+            self.results_path = fallback / name
+            path = path_of()
+            _write_new(path, text if isinstance(text, str) else text())
+            return path
+
+    def _fallback_directory(self) -> Path | None:
+        """``./evalkit-unsaved/<model>``, else the temporary directory: the first that takes a probe file."""
+        for root in (Path.cwd() / "evalkit-unsaved", Path(tempfile.gettempdir()) / "evalkit-unsaved"):
+            directory = root / self.model_slug
+            if directory == self.directory:
+                continue
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                probe = directory / f".evalkit-probe-{os.getpid()}"
+                probe.write_bytes(b"")
+                probe.unlink()
+                return directory
+            except OSError:
+                continue
+        return None
+
+
+def _remove_if_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:  # not empty, or already gone
+        pass
 
 
 def _write_new(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "x", encoding="utf-8") as handle:  # "x": fail rather than overwrite
             handle.write(text)
     except FileExistsError:
         raise EvalkitError(f"{path} already exists; it is never overwritten, choose another --output-dir") from None
+    except OSError:
+        try:
+            path.unlink(missing_ok=True)  # never leave a half-written file (e.g. disk full mid-write)
+        except OSError:
+            pass
+        raise

@@ -47,8 +47,8 @@ def test_evaluation_is_recorded_with_subject_scores_and_samples(tiny_lm, tmp_pat
         assert {s.group for s in task.scores if s.level == "category"} == set(block["categories"])
 
     # the same results file recorded again (or imported) keeps its run id: no duplicate rows
-    ids, skipped = import_directory(tmp_path / "out", store)
-    assert ids == [run_id] and skipped == []
+    new, known, skipped = import_directory(tmp_path / "out", store)
+    assert new == [] and known == [run_id] and skipped == []
     with factory() as session:
         assert session.scalar(select(func.count(Run.id))) == 1
 
@@ -64,7 +64,7 @@ def test_import_loads_results_written_elsewhere(tiny_lm, tmp_path, capsys):
     (tmp_path / "out" / "results_broken.json").write_text("{not json")
     store = str(tmp_path / "other.sqlite")
     code, out, _ = run_cli(capsys, "import", str(tmp_path / "out"), "--store", store)
-    assert code == 0 and "recorded 1 run(s)" in out and "results_broken.json" in out
+    assert code == 0 and "recorded 1 new run(s)" in out and "results_broken.json" in out
     factory, _ = open_store(store)
     with factory() as session:
         task = session.scalars(select(TaskResult)).one()

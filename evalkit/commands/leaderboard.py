@@ -16,8 +16,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
+    from evalkit.errors import EvalkitError
     from evalkit.report import build_leaderboard
 
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise EvalkitError(f"--output {output} is a file; the leaderboard is a directory (index.html, models/): "
+                           "choose a directory path")
     path, rows = build_leaderboard(args.definition, args.output, args.store, args.force)
     print(f"{len(rows)} model(s): {', '.join(r['label'] for r in rows)}")
     print(f"leaderboard: {path.resolve()}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from evalkit.errors import EvalkitError
+
 STORE_HELP = "results store: SQLite path or SQLAlchemy URL (default: $EVALKIT_STORE or the user data dir)"
 
 
@@ -30,16 +32,19 @@ def runs(args) -> int:
     from tabulate import tabulate
 
     from evalkit.store import normalise_url
+    from evalkit.store.engine import shown
     from evalkit.store.query import list_runs
 
+    if args.limit < 1:
+        raise EvalkitError(f"--limit {args.limit}: use a positive number of runs (the newest N are listed)")
     url = normalise_url(args.store)
     rows = []
     for run in list_runs(url, model=args.model, task=args.task, kind=args.kind, limit=args.limit):
         tasks = "; ".join(f"{t.task}: {_score(t)} (n={t.n})" for t in run.tasks)
-        memory = (run.profile or {}).get("memory", {}).get("peak_rss_mb")
+        memory = ((run.profile or {}).get("memory") or {}).get("peak_rss_mb")
         rows.append([run.id, run.created_at, run.kind, run.model_label, run.model_key[:10], tasks,
-                     f"{memory:.0f}" if memory else "-", run.evalkit_version])
-    print(f"store: {url}")
+                     f"{memory:.0f}" if isinstance(memory, (int, float)) else "-", run.evalkit_version])
+    print(f"store: {shown(url)}")
     if not rows:
         print("no runs recorded yet; `evalkit run` records each run, `evalkit import DIR` loads older results")
         return 0
@@ -49,12 +54,14 @@ def runs(args) -> int:
 
 
 def import_runs(args) -> int:
-    from evalkit.store import import_directory, normalise_url
+    from evalkit.store import import_directory, open_store
+    from evalkit.store.engine import shown
 
-    url = normalise_url(args.store)
-    ids, skipped = import_directory(args.directory, url)
+    url = open_store(args.store)[1]  # a bad store fails now, before any file is read
+    new, known, skipped = import_directory(args.directory, url)
     for line in skipped:
         print(f"skipped: {line}")
-    print(f"recorded {len(ids)} run(s) into {url}: {', '.join(map(str, ids)) or '-'} "
-          "(files already in the store keep their run id)")
+    print(f"recorded {len(new)} new run(s) into {shown(url)}: {', '.join(map(str, new)) or '-'}")
+    if known:
+        print(f"{len(known)} file(s) were already in the store: run(s) {', '.join(map(str, known))}")
     return 0

@@ -77,7 +77,8 @@ def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_re
     return LoadedModel(model, tokenizer, identity, device, str(torch_dtype).replace("torch.", ""), int(context))
 
 
-def _load(spec: str, torch_dtype, trust_remote_code: bool):
+def _load(spec: str, torch_dtype, trust_remote_code: bool, adapters: tuple[Path, ...] = ()):
+    """``adapters``: the adapter directories whose base this is (an adapter chain must end in a model)."""
     if spec in EMBEDDED:
         directory, identity = resolve_embedded(spec)
         model, tokenizer = _from_directory(directory, torch_dtype, trust_remote_code)
@@ -89,9 +90,9 @@ def _load(spec: str, torch_dtype, trust_remote_code: bool):
             model, tokenizer = _from_directory(directory, torch_dtype, trust_remote_code)
             return model, tokenizer, {"kind": "gguf", "source": str(path.resolve()), "weights_sha256": digest}
         if path.is_dir() and (path / "adapter_config.json").is_file():
-            return _load_adapter(path, torch_dtype, trust_remote_code)
+            return _load_adapter(path, torch_dtype, trust_remote_code, adapters)
         if path.is_dir() and (path / "evalkit_adapter_config.json").is_file():
-            return _load_evalkit_adapter(path, torch_dtype, trust_remote_code)
+            return _load_evalkit_adapter(path, torch_dtype, trust_remote_code, adapters)
         if path.is_dir() and (path / "config.json").is_file():
             model, tokenizer = _from_directory(path, torch_dtype, trust_remote_code)
             return model, tokenizer, {"kind": "local", "source": str(path.resolve()), "weights_sha256": weights_hash(path)}
@@ -149,17 +150,34 @@ def _from_directory(directory: Path, torch_dtype, trust_remote_code: bool):
     return model, tokenizer
 
 
-def _load_adapter(path: Path, torch_dtype, trust_remote_code: bool):
+def adapter_config(path: Path, name: str, adapters: tuple[Path, ...]) -> tuple[dict, str]:
+    """(config, base model) of an adapter directory, checked before its base is loaded."""
+    file = path / name
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvalkitError(f"{file}: not valid JSON ({exc}); re-export the adapter") from None
+    if not isinstance(config, dict):
+        raise EvalkitError(f"{file}: expected a JSON object, found a {type(config).__name__}; re-export the adapter")
+    base_spec = config.get("base_model_name_or_path")
+    if not base_spec or not isinstance(base_spec, str):
+        raise EvalkitError(f"{file}: no base_model_name_or_path; set it to the base model")
+    if not any((path / f"adapter_model{suffix}").is_file() for suffix in WEIGHT_SUFFIXES):
+        raise EvalkitError(f"{path}: adapter without weights (no adapter_model.safetensors or adapter_model.bin); "
+                           "copy the whole adapter directory or re-export it")
+    chain = (*adapters, path.resolve())
+    base_path = Path(base_spec).expanduser()
+    if base_path.exists() and base_path.resolve() in chain:
+        raise EvalkitError(f"{file}: base_model_name_or_path {base_spec!r} leads back to this adapter "
+                           "(an adapter cannot be its own base); set it to the base model")
+    return config, base_spec
+
+
+def _load_adapter(path: Path, torch_dtype, trust_remote_code: bool, adapters: tuple[Path, ...] = ()):
     from peft import PeftModel
 
-    try:
-        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise EvalkitError(f"{path / 'adapter_config.json'}: not valid JSON ({exc}); re-export the adapter") from None
-    base_spec = config.get("base_model_name_or_path")
-    if not base_spec:
-        raise EvalkitError(f"{path / 'adapter_config.json'}: no base_model_name_or_path; set it to the base model")
-    base_model, tokenizer, base_identity = _load(base_spec, torch_dtype, trust_remote_code)
+    config, base_spec = adapter_config(path, "adapter_config.json", adapters)
+    base_model, tokenizer, base_identity = _load(base_spec, torch_dtype, trust_remote_code, (*adapters, path.resolve()))
     check_safetensors(path)
     try:
         model = PeftModel.from_pretrained(base_model, str(path))
@@ -179,16 +197,14 @@ def _load_adapter(path: Path, torch_dtype, trust_remote_code: bool):
     return model, tokenizer, identity
 
 
-def _load_evalkit_adapter(path: Path, torch_dtype, trust_remote_code: bool):
+def _load_evalkit_adapter(path: Path, torch_dtype, trust_remote_code: bool, adapters: tuple[Path, ...] = ()):
     """Bottleneck adapters from ``evalkit train`` (method adapter, which PEFT lacks): see evalkit/train/methods/adapter.py."""
     from evalkit.train.methods.adapter import CONFIG_NAME, load_into
 
-    try:
-        config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
-        base_spec = config["base_model_name_or_path"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise EvalkitError(f"{path / CONFIG_NAME}: not a valid adapter config ({exc}); re-train or re-export it") from None
-    model, tokenizer, base_identity = _load(base_spec, torch_dtype, trust_remote_code)
+    config, base_spec = adapter_config(path, CONFIG_NAME, adapters)
+    if not isinstance(config.get("adapter_size"), int):
+        raise EvalkitError(f"{path / CONFIG_NAME}: no integer adapter_size; re-train or re-export the adapter")
+    model, tokenizer, base_identity = _load(base_spec, torch_dtype, trust_remote_code, (*adapters, path.resolve()))
     check_safetensors(path)
     load_into(model, path)
     if (path / "tokenizer_config.json").is_file():

@@ -9,7 +9,7 @@ from pathlib import Path
 import platformdirs
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from evalkit.errors import EvalkitError
@@ -65,16 +65,29 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
-    engine = create_engine(url, future=True)
+    scheme = make_url(url).drivername
+    try:
+        engine = create_engine(url, future=True)
+    except NoSuchModuleError:
+        raise EvalkitError(f"--store {shown(url)}: unknown database scheme {scheme!r}; use a SQLite file path, "
+                           "sqlite:///PATH or a SQLAlchemy URL such as postgresql://user@host/db") from None
+    except ImportError as exc:  # the dialect is known but its driver package is not installed
+        raise EvalkitError(f"--store {shown(url)}: the database driver for {scheme!r} is not installed "
+                           f"(no module {exc.name!r}); pip install it or use a SQLite path") from None
     if engine.dialect.name == "sqlite":
         _sqlite_pragmas(engine)
     try:
         with engine.begin() as connection:  # concurrent first use: the lock serialises CREATE TABLE
             Base.metadata.create_all(connection)
-    except OperationalError as exc:
-        raise EvalkitError(f"cannot open the results store {url}: {str(exc.orig).splitlines()[0]}; "
-                           "check the path/URL or pass --store") from None
+    except DatabaseError as exc:  # OperationalError (cannot open/connect) or "file is not a database"
+        raise EvalkitError(f"cannot open the results store {shown(url)}: {str(exc.orig).splitlines()[0]}; "
+                           "check the path/URL (a SQLite store is a file evalkit created) or pass --store") from None
     return engine
+
+
+def shown(url: str) -> str:
+    """The URL as shown in messages: any password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def open_store(url: str | None = None) -> tuple[sessionmaker[Session], str]:

@@ -14,6 +14,7 @@ from evalkit.errors import EvalkitError
 from evalkit.store.engine import open_store
 from evalkit.store.identity import model_key, model_label
 from evalkit.store.schema import Run, Score, TaskResult
+from evalkit.store.validate import check_manifest, check_profile, check_results
 
 GENERATION_METRICS = ("rouge-l", "bleu-4", "rouge-1", "rouge-2")
 
@@ -75,21 +76,22 @@ def _run_from_results(results: dict, results_path: Path, source_sha256: str) -> 
     return run
 
 
-def _insert(run: Run, store: str | None) -> int:
+def _insert(run: Run, store: str | None) -> tuple[int, bool]:
+    """(run id, whether it is new): a file already in the store keeps its run."""
     factory, _ = open_store(store)
     with factory.begin() as session:  # one transaction: a run is stored whole or not at all
         existing = session.scalar(select(Run.id).where(Run.source_sha256 == run.source_sha256))
         if existing is not None:
-            return existing
+            return existing, False
         session.add(run)
         session.flush()
-        return run.id
+        return run.id, True
 
 
 def record_results(results: dict, results_path: str | Path, store: str | None = None) -> int:
     """Record an evaluation or profile results file; recording the same file twice is a no-op."""
     path = Path(results_path)
-    return _insert(_run_from_results(results, path, sha256_file(path)), store)
+    return _insert(_run_from_results(results, path, sha256_file(path)), store)[0]
 
 
 def record_results_safely(results: dict, results_path: str | Path, store: str | None = None) -> dict:
@@ -109,6 +111,10 @@ def record_results_safely(results: dict, results_path: str | Path, store: str | 
 def record_training(checkpoint_dir: str | Path, manifest: dict, profile: dict | None = None,
                     store: str | None = None) -> int:
     """Record a finished training run (``train_manifest.json`` + profiler figures) for its checkpoint."""
+    return _insert(_run_from_training(checkpoint_dir, manifest, profile), store)[0]
+
+
+def _run_from_training(checkpoint_dir: str | Path, manifest: dict, profile: dict | None) -> Run:
     from evalkit.models.loader import weights_hash
 
     directory = Path(checkpoint_dir)
@@ -135,7 +141,7 @@ def record_training(checkpoint_dir: str | Path, manifest: dict, profile: dict | 
                                 prompt_sha256=None, evalkit_version=run.evalkit_version, metric="final_loss",
                                 score=float(loss) if isinstance(loss, (int, float)) else None,
                                 n=manifest.get("steps") or manifest.get("global_step"), samples_file=None, result=manifest, scores=[]))
-    return _insert(run, store)
+    return run
 
 
 def _modified_at(path: Path) -> str:
@@ -147,28 +153,56 @@ def _modified_at(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
 
 
-def import_directory(directory: str | Path, store: str | None = None) -> tuple[list[int], list[str]]:
-    """Record every results_*.json / profile_*.json / train_manifest.json under ``directory``."""
+def import_directory(directory: str | Path, store: str | None = None) -> tuple[list[int], list[int], list[str]]:
+    """Record every results_*.json / profile_*.json / train_manifest.json under ``directory``.
+
+    Returns (new run ids, ids of files already in the store, "path (why)" of each skipped file).
+    Every file is checked against its schema (evalkit/store/validate.py) before anything is
+    written, so a bad file is skipped with its reason and never breaks the commands reading the store.
+    """
     root = Path(directory)
     if not root.is_dir():
         raise EvalkitError(f"{root} is not a directory; pass the folder holding results_*.json files")
-    ids, skipped = [], []
+    new, known, skipped = [], [], []
     files = sorted([*root.rglob("results_*.json"), *root.rglob("profile_*.json"), *root.rglob("train_manifest.json")])
     # intermediate checkpoint-N/ copies of a finished run's manifest are not runs of their own
     files = [f for f in files if not (f.name == "train_manifest.json" and f.parent.name.startswith("checkpoint-")
                                       and (f.parent.parent / "train_manifest.json").is_file())]
     for path in files:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            skipped.append(f"{path} (not readable JSON: {exc})")
+            run = _run_from_file(path)
+        except ValueError as exc:
+            skipped.append(f"{path} ({exc})")
             continue
-        if path.name == "train_manifest.json":
-            profile_path = path.parent / "train_profile.json"  # written by `evalkit train` beside the manifest
-            profile = json.loads(profile_path.read_text(encoding="utf-8")) if profile_path.is_file() else None
-            ids.append(record_training(path.parent, data, profile, store=store))
-        elif isinstance(data, dict) and "tasks" in data and "model" in data:
-            ids.append(record_results(data, path, store))
-        else:
-            skipped.append(f"{path} (no 'model' and 'tasks': not an evalkit results file)")
-    return ids, skipped
+        run_id, created = _insert(run, store)
+        (new if created else known).append(run_id)
+    return new, known, skipped
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not readable JSON: {exc}") from None
+
+
+def _run_from_file(path: Path) -> Run:
+    """The Run a file describes; ValueError says why it cannot be imported."""
+    data = _read_json(path)
+    if path.name == "train_manifest.json":
+        check_manifest(data)
+        profile_path = path.parent / "train_profile.json"  # written by `evalkit train` beside the manifest
+        profile = None
+        if profile_path.is_file():
+            try:
+                profile = _read_json(profile_path)
+                check_profile(profile)
+            except ValueError as exc:
+                raise ValueError(f"its {profile_path.name}: {exc}") from None
+        return _run_from_training(path.parent, data, profile)
+    if not (isinstance(data, dict) and "tasks" in data and "model" in data):
+        raise ValueError("no 'model' and 'tasks': not an evalkit results file")
+    check_results(data)
+    return _run_from_results(data, path, sha256_file(path))

@@ -155,4 +155,28 @@ def recipe_from_dict(data: dict, source: str = "recipe") -> Recipe:
         raise EvalkitError(f"{source}: quantization_bit must be 4 or 8")
     if recipe.cutoff_len < 8:
         raise EvalkitError(f"{source}: cutoff_len must be at least 8 tokens")
+    for name in AT_LEAST_ONE:
+        value = getattr(recipe, name)
+        if value is not None and value < 1:
+            raise EvalkitError(f"{source}: {name}={value} must be at least 1")
+    if recipe.learning_rate <= 0:
+        raise EvalkitError(f"{source}: learning_rate={recipe.learning_rate} must be positive")
+    if not 0 <= recipe.lora_dropout < 1:
+        raise EvalkitError(f"{source}: lora_dropout={recipe.lora_dropout} must be in [0, 1)")
+    check_output_dir(recipe.output_dir, source)
     return recipe
+
+
+# sizes and counts that PEFT/transformers would only reject after the model load (or never)
+AT_LEAST_ONE = ("lora_rank", "lora_alpha", "adapter_size", "galore_rank", "galore_update_interval", "num_virtual_tokens",
+                "per_device_train_batch_size", "gradient_accumulation_steps", "freeze_trainable_layers",
+                "logging_steps", "save_steps", "eval_steps", "max_samples")
+
+
+def check_output_dir(output_dir: str, source: str) -> None:
+    """output_dir must be (or be creatable as) a directory: found now, not after the model load."""
+    path = Path(output_dir).expanduser()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise EvalkitError(f"{source}: output_dir={output_dir}: {existing} is a file, not a directory; "
+                           "choose another output_dir")
