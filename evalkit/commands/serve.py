@@ -20,6 +20,9 @@ def add_parser(subparsers) -> None:
                    help="require 'Authorization: Bearer KEY' (default: $EVALKIT_SERVE_API_KEY; none: no auth)")
     p.add_argument("--max-tokens-limit", type=int, default=2048, metavar="N", help="largest max_tokens a request may ask")
     p.add_argument("--max-request-bytes", type=int, default=4 << 20, metavar="N", help="largest request body accepted")
+    p.add_argument("--engine", choices=["hf", "vllm"], default="hf",
+                   help="hf: evalkit's own server over transformers; vllm: start vLLM's OpenAI server (vllm serve) "
+                        "on the same model, adapters as --lora-modules")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--trust-remote-code", action="store_true")
@@ -36,6 +39,8 @@ def run(args) -> int:
 
     if not 0 < args.port < 65536:
         raise EvalkitError(f"--port {args.port}: use 1..65535")
+    if args.engine == "vllm":
+        return run_vllm(args)
     lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     name = args.served_model_name or args.model
     app = create_app(ServedModel(lm, name), api_key=args.api_key, max_tokens_limit=args.max_tokens_limit,
@@ -44,4 +49,53 @@ def run(args) -> int:
     print(f"evalkit serve: {name} ({lm.identity.get('kind')}, {lm.dtype}, {lm.device}) at "
           f"http://{args.host}:{args.port}/v1 ({auth})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def vllm_command(args) -> list[str]:
+    """``vllm serve`` for what --model names: embedded/GGUF models as their dequantised directory, a PEFT
+    adapter as a LoRA module on its base (vLLM applies it per request; nothing is merged)."""
+    import json
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from evalkit.errors import EvalkitError
+    from evalkit.models.embedded import EMBEDDED, dequantised_dir, resolve_embedded
+
+    def directory(spec: str) -> str:
+        path = Path(spec).expanduser()
+        if spec in EMBEDDED:
+            return str(resolve_embedded(spec)[0])
+        if path.is_file() and path.suffix == ".gguf":
+            return str(dequantised_dir(path.resolve())[0])
+        return str(path) if path.exists() else spec  # a directory, or a hub id vLLM downloads itself
+
+    name = args.served_model_name or args.model
+    path = Path(args.model).expanduser()
+    extra: list[str] = []
+    if path.is_dir() and (path / "adapter_config.json").is_file():
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        base = directory(config.get("base_model_name_or_path") or "")
+        extra = ["--enable-lora", "--lora-modules", f"{name}={path.resolve()}", "--max-lora-rank", str(config.get("r", 16))]
+        model, served = base, f"{name}-base"
+    else:
+        model, served = directory(args.model), name
+    vllm = shutil.which("vllm") or str(Path(sys.executable).with_name("vllm"))
+    if not Path(vllm).exists():
+        raise EvalkitError("--engine vllm needs vLLM installed in this environment (pip install 'evalkit[vllm]'; "
+                           "on CPU: bash benchmarks/setup_vllm.sh)")
+    command = [vllm, "serve", model, "--served-model-name", served, "--host", args.host, "--port", str(args.port),
+               "--dtype", "float32" if args.dtype == "auto" and args.device in ("auto", "cpu") else args.dtype, *extra]
+    if args.api_key:
+        command += ["--api-key", args.api_key]
+    return command
+
+
+def run_vllm(args) -> int:
+    import os
+
+    command = vllm_command(args)
+    print("evalkit serve: " + " ".join(c if c != args.api_key else "***" for c in command), flush=True)
+    os.execv(command[0], command)
     return 0

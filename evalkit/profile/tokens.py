@@ -38,6 +38,9 @@ def add_task_tokens(profiler, result: dict, samples_path: Path | None, seconds: 
     """Add one task's token counts to ``profiler``; return the task's own throughput figures."""
     if samples_path is None or not Path(samples_path).is_file():
         return {}
+    cached = (result.get("requests") or {}).get("from_cache", 0)
+    if cached:  # answers read back from the request cache took no compute: a rate over them would be fiction
+        return {"seconds": round(seconds, 3), "from_cache": cached, "rates": "not measured (answers from the request cache)"}
     prompt, generated = count_tokens(Path(samples_path))
     timing = result.get("timing") or {}
     figures = {"seconds": round(seconds, 3), "prompt_tokens": prompt, "generated_tokens": generated}
