@@ -218,3 +218,16 @@ def test_openai_backend_matches_hf_on_smollm2(capsys, monkeypatch, tmp_path):
         results = compare_backends(capsys, monkeypatch, tmp_path, SMOLLM2, url, SMOLLM2, mc, gen)
     assert len(results[0]) == 200 and len(results[2]) == 10
     assert_same(*results)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--backend", "openai"], "needs --base-url"),
+    (["--tokenizer", "smollm2-135m-instruct"], "is an option of --backend openai"),
+    (["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--tasks", "perplexity_default"], "cannot run on --backend openai"),
+])
+def test_backend_flags_checked_before_anything_loads(capsys, tmp_path, argv, expected):
+    args = ["run", "--model", "m", "--tasks", "cmmlu:agronomy", *argv, "--output-dir", str(tmp_path), "--no-store"]
+    if "--tasks" in argv:
+        args = ["run", "--model", "m", *argv, "--output-dir", str(tmp_path), "--no-store"]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
