@@ -213,7 +213,7 @@ def test_openai_backend_matches_hf_on_smollm2(capsys, monkeypatch, tmp_path):
 
     subjects = list(resolve_tasks("cmmlu")[0].spec.subjects)[:10]
     mc = ["--tasks", ",".join(f"cmmlu:{s}" for s in subjects), "--num-fewshot", "5", "--limit", "20", "--batch-size", "8"]
-    gen = ["--tasks", "alpaca_zh", "--limit", "10", "--batch-size", "1"]
+    gen = ["--tasks", "alpaca_zh", "--limit", "10", "--batch-size", "1", "--max-new-tokens", "64"]
     with serving(SMOLLM2, "--api-key", KEY) as url:
         results = compare_backends(capsys, monkeypatch, tmp_path, SMOLLM2, url, SMOLLM2, mc, gen)
     assert len(results[0]) == 200 and len(results[2]) == 10
