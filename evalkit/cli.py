@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from evalkit.threads import passive_openmp
+
+    passive_openmp()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

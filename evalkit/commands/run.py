@@ -40,6 +40,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--threads", type=threads_choice, default=default_threads(), metavar="N|auto",
+                   help="CPU threads for torch: auto (default: the cores idle now, so a busy machine does not "
+                        "slow to a crawl) or N; $OMP_NUM_THREADS, if set, is the default instead")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--no-cache", action="store_true",
@@ -65,6 +68,17 @@ def add_parser(subparsers) -> None:
                    help="results store: a SQLite path or SQLAlchemy URL (default: $EVALKIT_STORE or the user data dir)")
     p.add_argument("--no-store", action="store_true", help="do not record this run in the results store")
     p.set_defaults(func=run)
+
+
+def threads_choice(text: str) -> int | str:
+    return "auto" if text == "auto" else positive_int(text)
+
+
+def default_threads() -> int | str:
+    import os
+
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else "auto"
 
 
 def positive_int(text: str) -> int:
@@ -97,11 +111,15 @@ def run(args) -> int:
         raise EvalkitError("--limit must be at least 1")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise EvalkitError("--max-new-tokens must be at least 1")
+    from evalkit.threads import set_threads
+
+    threads = set_threads(args.threads)
     config = RunConfig(num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size,
                        prompt_style=args.prompt_style, apply_chat_template=args.apply_chat_template,
                        truncation=args.truncation, seed=args.seed, progress=not args.no_progress,
                        full_prompt=args.full_prompt, max_new_tokens=args.max_new_tokens,
-                       no_chat_template=args.no_chat_template, use_cache=not args.no_cache)
+                       no_chat_template=args.no_chat_template, use_cache=not args.no_cache,
+                       threads=threads)
     results = run_evaluation(args.model, args.tasks, config, args.output_dir, device=args.device, dtype=args.dtype,
                              trust_remote_code=args.trust_remote_code, argv=["evalkit", *sys.argv[1:]],
                              store=args.store, record=not args.no_store, backend=args.backend,

@@ -21,6 +21,7 @@ class RunConfig:
     max_new_tokens: int | None = None  # generation: None = the task spec's max_new_tokens
     no_chat_template: bool = False  # generation: plain prompts even when the model has a chat template
     use_cache: bool = True  # read and write the request cache (resume after a kill; --no-cache turns it off)
+    threads: int | None = None  # torch CPU threads used (--threads; recorded, results do not depend on it)
 
     def record(self) -> dict:
         return asdict(self)
