@@ -99,7 +99,7 @@ def _load(spec: str, torch_dtype, trust_remote_code: bool):
             f"{path}: not a model (expected config.json, adapter_config.json or a .gguf file); "
             "point --model at a transformers checkpoint directory, a PEFT adapter or a GGUF file"
         )
-    if HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+    if is_hub_id(spec):
         return _load_hub(spec, torch_dtype, trust_remote_code)
     known = ", ".join(EMBEDDED)
     raise EvalkitError(
@@ -200,7 +200,28 @@ def _load_evalkit_adapter(path: Path, torch_dtype, trust_remote_code: bool):
     return model, tokenizer, identity
 
 
+def is_hub_id(spec: str) -> bool:
+    return (spec not in EMBEDDED and not Path(spec).expanduser().exists() and bool(HUB_ID.match(spec))
+            and not spec.startswith((".", "/", "~")))
+
+
+def check_hub_model(spec: str) -> None:
+    """A hub id that cannot load (hub unreachable and not in the local cache) fails here in about a
+    second, with one line and without importing transformers; call it before slow work. Other specs pass."""
+    if not is_hub_id(spec):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    from evalkit.hub import cache_dir, hub_offline
+
+    if hub_offline() and not isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        raise EvalkitError(f"model {spec!r}: not a local path, and the Hugging Face hub cannot be reached (offline) "
+                           f"and it is not in the local cache {cache_dir()}; connect to the network once, "
+                           "or pass a local directory")
+
+
 def _load_hub(spec: str, torch_dtype, trust_remote_code: bool):
+    check_hub_model(spec)  # before transformers' first request, which would retry for about a minute
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
