@@ -94,7 +94,8 @@ def _load(spec: str, torch_dtype, trust_remote_code: bool):
             return _load_evalkit_adapter(path, torch_dtype, trust_remote_code)
         if path.is_dir() and (path / "config.json").is_file():
             model, tokenizer = _from_directory(path, torch_dtype, trust_remote_code)
-            return model, tokenizer, {"kind": "local", "source": str(path.resolve()), "weights_sha256": weights_hash(path)}
+            return model, tokenizer, _dequantised_identity(path) or {
+                "kind": "local", "source": str(path.resolve()), "weights_sha256": weights_hash(path)}
         raise EvalkitError(
             f"{path}: not a model (expected config.json, adapter_config.json or a .gguf file); "
             "point --model at a transformers checkpoint directory, a PEFT adapter or a GGUF file"
@@ -105,6 +106,16 @@ def _load(spec: str, torch_dtype, trust_remote_code: bool):
     raise EvalkitError(
         f"model {spec!r} does not exist: not a local path, an embedded model ({known}) or a hub id (org/name)"
     )
+
+
+def _dequantised_identity(directory: Path) -> dict | None:
+    """evalkit's dequantised copy of a GGUF (what an adapter trained on an embedded model names as its
+    base) is that GGUF: same weights hash as when the adapter was trained, not a hash of the copy."""
+    try:
+        record = json.loads((directory / "evalkit_source.json").read_text(encoding="utf-8"))
+        return {"kind": "gguf", "source": str(record["gguf"]), "weights_sha256": str(record["gguf_sha256"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def weights_hash(directory: Path) -> str:
