@@ -9,6 +9,7 @@ cache still load, anything else fails at once without a network call.
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 
 PROBE_TIMEOUT_S = 1.5  # one request; a firewall that drops packets costs at most this
@@ -36,12 +37,10 @@ def go_offline() -> None:
     from huggingface_hub import constants
 
     constants.HF_HUB_OFFLINE = True  # read by huggingface_hub.is_offline_mode() (transformers uses it too)
-    os.environ["HF_HUB_OFFLINE"] = "1"  # for child processes
-    try:
-        import datasets.config
-    except ImportError:
-        return
-    datasets.config.HF_HUB_OFFLINE = True  # datasets keeps its own copy, read at import
+    os.environ["HF_HUB_OFFLINE"] = "1"  # read by datasets when imported later, and by child processes
+    config = sys.modules.get("datasets.config")  # already imported: it keeps its own copy (importing it costs seconds)
+    if config is not None:
+        config.HF_HUB_OFFLINE = True
 
 
 def cache_dir() -> str:
