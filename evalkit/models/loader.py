@@ -61,6 +61,15 @@ def quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    silence_deprecations()
+
+
+def silence_deprecations() -> None:
+    """transformers warns that its own code (PEFT loading, the Trainer) calls a deprecated method, on every
+    run: nothing the user can act on. Matched by its exact text."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> LoadedModel:

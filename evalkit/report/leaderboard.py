@@ -155,7 +155,9 @@ def collect(definition: Leaderboard, store: str) -> tuple[list[dict], list[Colum
         row.setdefault("averages", {})
         row["scores"] = {**{k: c["value"] for k, c in row["cells"].items()},
                          **{k: a["value"] for k, a in row["averages"].items()}}
-    first = averages[0]["key"] if averages else (shown[0].key if shown else None)
+    # rank by the first average some full row has (an average nobody has yet cannot order anything)
+    first = next((a["key"] for a in averages if any(r["scores"].get(a["key"]) is not None for r in rows)),
+                 shown[0].key if shown else None)
 
     def ranking(row):
         value = row["scores"].get(first) if first else None

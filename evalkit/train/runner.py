@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -140,8 +139,10 @@ def quiet_third_party() -> None:
     """Silence stderr lines that tell the user nothing they can act on, by their exact source and text:
     bitsandbytes' CPU backend logs a failed optional import of the `kernels` package (a faster 4-bit kernel)
     on import; transformers warns that its own Trainer calls a deprecated method, on every run."""
+    from evalkit.models.loader import silence_deprecations
+
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=r".*`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    silence_deprecations()
 
 
 def capped_warmup(recipe: Recipe) -> Recipe:
