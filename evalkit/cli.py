@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from evalkit import __version__
@@ -15,10 +16,21 @@ OPTIONAL_COMMANDS = ["evalkit.commands.train", "evalkit.commands.serve", "evalki
                      "evalkit.commands.store", "evalkit.commands.report", "evalkit.commands.leaderboard"]
 
 
+DESCRIPTION = ("Evaluate language models on benchmarks, fine-tune them, profile them and compare the results. "
+               "Run 'evalkit COMMAND --help' for the options of one command.")
+_LITERAL = re.compile(r"``([^`]*)``")
+
+
+def plain(text: str | None) -> str | None:
+    """Module docstrings serve as command descriptions; shown in a terminal, their reStructuredText
+    literals (double backticks) become plain text."""
+    return _LITERAL.sub(r"\1", text) if text else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="evalkit", description=__doc__)
+    parser = argparse.ArgumentParser(prog="evalkit", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
@@ -31,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_parser(subparsers)
+    for command in subparsers.choices.values():
+        command.description = plain(command.description)
     return parser
 
 

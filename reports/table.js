@@ -31,6 +31,13 @@
       });
     });
   });
+  // a checkbox adds a class to its table (the leaderboard's partial runs are hidden until it is ticked)
+  document.querySelectorAll("input[data-toggle-class]").forEach(function (box) {
+    var table = document.getElementById(box.getAttribute("data-table"));
+    box.addEventListener("change", function () {
+      table.classList.toggle(box.getAttribute("data-toggle-class"), box.checked);
+    });
+  });
   document.querySelectorAll("input[data-filter]").forEach(function (input) {
     var table = document.getElementById(input.getAttribute("data-filter"));
     input.addEventListener("input", function () {

@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/screenshot_pages.py report.html docs/report.png site/index.html docs/leaderboard.png
 
-The leaderboard is shot after one click on its CMMLU header (sorted ascending).
+The leaderboard is shot in its ranked order with the "show partial runs" toggle ticked (when it has partial runs),
+so both the ranked rows and the unranked partial ones are in the picture.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ def main(report: str, report_png: str, leaderboard: str, leaderboard_png: str) -
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        for html, png, sort_by in ((report, report_png, None), (leaderboard, leaderboard_png, "CMMLU")):
+        for html, png in ((report, report_png), (leaderboard, leaderboard_png)):
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(Path(html).resolve().as_uri())
-            if sort_by:
-                page.click(f"#leaderboard thead th:has-text('{sort_by}')")
+            if page.locator("#show-partial").count():
+                page.check("#show-partial")
             page.screenshot(path=png, full_page=True)
         browser.close()
 

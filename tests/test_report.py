@@ -92,6 +92,11 @@ def test_report_and_leaderboard_errors_are_one_line(tmp_path, capsys):
     bad.write_text(yaml.safe_dump({"columns": [{"task": "cmmlu"}], "averages": [{"label": "x", "columns": ["MMLU"]}]}))
     code, _, err = run_cli(capsys, "leaderboard", str(bad), "--store", store)
     assert code == 2 and f"{bad}: averages[0] names unknown column(s) MMLU" in err
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(yaml.safe_dump({"columns": [{"task": "cmmlu", "metric": "acc"}, {"task": "alpaca_zh", "metric": "rouge-l"}],
+                                     "averages": [{"label": "Average", "columns": "all"}]}))
+    code, _, err = run_cli(capsys, "leaderboard", str(mixed), "--store", store)
+    assert code == 2 and err.count("\n") == 1 and "averages[0] (Average) mixes metrics acc, rouge-l" in err
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "index.html").write_text("mine")
@@ -129,3 +134,14 @@ def test_training_is_profiled_and_recorded(tiny_model_dir, tmp_path, capsys):
     code, out, _ = run_cli(capsys, "import", str(tmp_path / "ckpt"), "--store", store)
     assert code == 0 and f": {run.id} " in out
     assert Path(run.model_name).name == "ckpt"
+
+
+def test_wilson_interval_is_not_empty_at_the_edges():
+    from evalkit.report.significance import wilson_interval
+
+    # 2 of 2: the normal approximation gives 100..100; Wilson's lower bound is n/(n + z^2) = 2/5.84
+    low, high = wilson_interval(2, 2)
+    assert high == pytest.approx(1.0) and low == pytest.approx(2 / (2 + 1.959964 ** 2), abs=1e-6)
+    low, high = wilson_interval(0, 2)
+    assert low == pytest.approx(0.0) and high == pytest.approx(1 - 2 / (2 + 1.959964 ** 2), abs=1e-6)
+    assert wilson_interval(0, 0) is None

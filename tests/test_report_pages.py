@@ -130,8 +130,21 @@ def _column(page, table: str, index: int) -> list[str]:
 
 
 def _labels(page) -> list[str]:
-    """Model labels of the leaderboard rows, in page order (the cell's sort key is the label)."""
-    return page.eval_on_selector_all("#leaderboard tbody tr", "rows => rows.map(r => r.cells[0].dataset.sort)")
+    """Model labels of the leaderboard rows, in page order (the cell's sort key is the label; cell 0 is the rank)."""
+    return page.eval_on_selector_all("#leaderboard tbody tr", "rows => rows.map(r => r.cells[1].dataset.sort)")
+
+
+def _sort_keys(page, index: int) -> list[str]:
+    """The leaderboard's cells carry their n and settings under the value: read the value (sort key)."""
+    return page.eval_on_selector_all("#leaderboard tbody tr", f"rows => rows.map(r => r.cells[{index}].dataset.sort)")
+
+
+def _wilson(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval in %, by its formula (the report gets it from scipy)."""
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return 100 * (centre - half), 100 * (centre + half)
 
 
 def _numbers(cells: list[str]) -> list[float]:
@@ -169,6 +182,20 @@ def test_report_opens_in_chromium_with_rows_tests_and_sorting(evaluated, browser
     assert overall["detail"]["base_only"] == sum(samples["base"][k] and not samples["candidate"][k] for k in samples["base"])
     assert overall["detail"]["candidate_only"] == sum(samples["candidate"][k] and not samples["base"][k] for k in samples["base"])
 
+    # accuracies carry Wilson intervals (worked by hand here), not normal-approximation ones
+    shown = page.eval_on_selector_all("#summary tbody tr:first-child .ci", "cs => cs.map(c => c.textContent)")
+    expected = [_wilson(round(value / 100 * n), n) for value, n in ((overall["base"], data["tasks"][0]["overall"]["n"]),
+                                                                    (overall["candidate"], data["tasks"][0]["overall"]["n"]))]
+    assert shown == [f"{lo:.1f}..{hi:.1f}" for lo, hi in expected]
+    # deltas are coloured by direction: memory and load time up are red, tokens/s or accuracy up green
+    for label, css in page.eval_on_selector_all("#profile tbody tr", "rs => rs.filter(r => r.querySelector('span'))"
+                                                ".map(r => [r.cells[0].textContent, r.querySelector('span').className])"):
+        row = next(r for r in data["profile"] if r["label"] == label)
+        if row["delta"]:
+            assert css == ("good" if (row["delta"] > 0) == row["higher_is_better"] else "bad"), (label, row["delta"], css)
+    accuracy_css = page.eval_on_selector("#summary tbody tr:first-child td:nth-child(5) span", "s => s.className")
+    assert accuracy_css == ("good" if overall["delta"] > 0 else "bad" if overall["delta"] < 0 else "same")
+
     page.click("#subjects-cmmlu thead th:nth-child(6)")  # delta column, ascending
     deltas = _numbers(_column(page, "subjects-cmmlu", 5))
     assert deltas == sorted(deltas)
@@ -180,30 +207,32 @@ def test_leaderboard_sorts_filters_and_links_history(evaluated, browser, tmp_pat
     code, out, err = run_cli(capsys, "leaderboard", "--store", evaluated["store"], "--output", str(site))
     assert code == 0, err
     page, dialogs = _open(browser, site / "index.html")
+    page.check("#show-partial")  # every run here used --limit 4: partial, shown with the toggle
     headers = page.eval_on_selector_all("#leaderboard thead th", "hs => hs.map(h => h.textContent.trim())")
-    assert headers[:4] == ["model", "MC average", "Generation average", "Average"]
+    assert headers[:5] == ["#", "model", "MC accuracy average", "ROUGE-L average", "BLEU-4 average"]
     assert "CMMLU" in headers and "alpaca_zh ROUGE-L" in headers and "peak memory (RSS, MB)" in headers
     assert "MMLU" not in headers  # no model has MMLU results: the column is hidden
     labels = _labels(page)
     label_a, label_b = evaluated["labels"]
     assert sorted(labels) == sorted([label_a, label_b, INJECTED])
 
-    page.click("#leaderboard thead th:nth-child(1)")
+    page.click("#leaderboard thead th:nth-child(2)")
     ascending = _labels(page)
     assert ascending == sorted(labels, key=str.lower)
-    page.click("#leaderboard thead th:nth-child(1)")
+    page.click("#leaderboard thead th:nth-child(2)")
     assert _labels(page) == ascending[::-1]
-    assert page.get_attribute("#leaderboard thead th:nth-child(1)", "aria-sort") == "descending"
+    assert page.get_attribute("#leaderboard thead th:nth-child(2)", "aria-sort") == "descending"
 
     cmmlu = headers.index("CMMLU")
     page.click(f"#leaderboard thead th:nth-child({cmmlu + 1})")
-    values = _numbers(_column(page, "leaderboard", cmmlu))
+    values = _numbers(_sort_keys(page, cmmlu))
     assert len(values) == 3 and values == sorted(values)
+    assert all("n=8 · 0-shot · limit 4" in c for c in _column(page, "leaderboard", cmmlu))  # 2 subjects x 4
     page.click(f"#leaderboard thead th:nth-child({cmmlu + 1})")
-    assert _numbers(_column(page, "leaderboard", cmmlu)) == sorted(values, reverse=True)
+    assert _numbers(_sort_keys(page, cmmlu)) == sorted(values, reverse=True)
 
     page.fill("input[data-filter=leaderboard]", label_b)
-    visible = page.eval_on_selector_all("#leaderboard tbody tr", "rs => rs.filter(r => !r.hidden).map(r => r.cells[0].dataset.sort)")
+    visible = page.eval_on_selector_all("#leaderboard tbody tr", "rs => rs.filter(r => !r.hidden).map(r => r.cells[1].dataset.sort)")
     assert visible == [label_b]
     page.fill("input[data-filter=leaderboard]", "")
     assert _screenshot(page, tmp_path, "leaderboard", evaluated["kind"]).stat().st_size > 10_000
@@ -234,6 +263,8 @@ def test_injected_script_renders_as_text_in_both_pages(evaluated, browser, tmp_p
         page, dialogs = _open(browser, path)
         page.wait_for_timeout(300)
         assert dialogs == []  # no alert fired
+        if page.locator("#show-partial").count():  # the runs used --limit: partial rows, shown on request
+            page.check("#show-partial")
         shown = page.get_by_text(INJECTED, exact=True)
         assert shown.count() >= 1 and shown.first.is_visible()
         # the only <script> elements are ours (table sorting, plotly): none holds the injected call
@@ -243,3 +274,95 @@ def test_injected_script_renders_as_text_in_both_pages(evaluated, browser, tmp_p
     page, _ = _open(browser, report)
     predictions = page.eval_on_selector_all("#examples-alpaca_zh td:nth-child(4) .prediction", "ds => ds.map(d => d.textContent)")
     assert INJECTED in predictions
+
+
+def _small_specs(directory: Path) -> str:
+    """cmmlu with one whole subject and alpaca_zh with 6 held-out samples: whole tasks (by their spec),
+    small enough for the default suite; the leaderboard's columns match them by task name."""
+    import yaml
+
+    from tests.helpers import spec_copy
+
+    data = directory / "cmmlu"  # beside the spec: the results record data files relative to it
+    for split in ("test", "dev"):
+        (data / split).mkdir(parents=True)
+        shutil.copy(REPO / "tasks" / "data" / "cmmlu" / split / "anatomy.csv", data / split / "anatomy.csv")
+    cmmlu = spec_copy("cmmlu", directory, data, subjects=["anatomy"])
+    raw = yaml.safe_load((REPO / "tasks" / "alpaca_zh.yaml").read_text(encoding="utf-8"))
+    raw["data"].update(path=str(REPO / "tasks" / raw["data"]["path"]), slice=[900, 906])
+    alpaca = directory / "alpaca_zh.yaml"
+    alpaca.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return f"{cmmlu},{alpaca}"
+
+
+@pytest.fixture(scope="module")
+def checkpoint_site(tmp_path_factory, tiny_model_dir):
+    """A store with: a tiny base evaluated on the whole (one-subject) cmmlu spec; a LoRA of it trained with
+    `evalkit train`, evaluated on the whole cmmlu + alpaca_zh specs and once more with --limit 2."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("leaderboard-checkpoint")
+    store, out = str(root / "store.sqlite"), str(root / "out")
+    tasks = _small_specs(root)
+    capture = _Capture()
+    recipe = {"model": str(tiny_model_dir), "method": "lora", "dataset": "tasks/data/sft/alpaca_zh_demo.json",
+              "dataset_range": [0, 900], "max_samples": 8, "per_device_train_batch_size": 4, "cutoff_len": 128,
+              "max_steps": 2, "logging_steps": 1, "save_steps": 100, "report_to": "none", "output_dir": str(root / "lora")}
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    code, _, err = capture.run("train", str(root / "recipe.yaml"), "--store", store)
+    assert code == 0, err
+    common = ["--max-new-tokens", "4", "--output-dir", out, "--store", store, "--no-progress"]
+    for argv in (["--model", str(tiny_model_dir), "--tasks", tasks.split(",")[0]],
+                 ["--model", str(root / "lora"), "--tasks", tasks],
+                 ["--model", str(root / "lora"), "--tasks", tasks.split(",")[0], "--limit", "2"]):
+        code, _, err = capture.run("run", *argv, *common)
+        assert code == 0, err
+    code, out_text, err = capture.run("leaderboard", "--store", store, "--output", str(root / "site"))
+    assert code == 0, err
+    assert "2 model(s): " in out_text and "1 partial run(s), not ranked" in out_text and "lora (limit 2)" in out_text
+    return root / "site" / "index.html"
+
+
+def _visible_rows(page) -> list[dict]:
+    return page.eval_on_selector_all("#leaderboard tbody tr", """rows => rows.filter(r => getComputedStyle(r).display !== 'none')
+        .map(r => ({label: r.cells[1].dataset.sort, text: r.cells[1].textContent, rank: r.cells[0].textContent.trim(),
+                    cells: Array.from(r.cells).map(c => c.textContent.trim()),
+                    sorts: Array.from(r.cells).map(c => c.dataset.sort)}))""")
+
+
+def test_leaderboard_marks_partial_runs_averages_like_metrics_one_row_per_checkpoint(checkpoint_site, browser, tmp_path,
+                                                                                      tiny_model_dir):
+    page, dialogs = _open(browser, checkpoint_site)
+    headers = page.eval_on_selector_all("#leaderboard thead th", "hs => hs.map(h => h.textContent.trim())")
+    titles = page.eval_on_selector_all("#leaderboard thead th", "hs => hs.map(h => h.title)")
+    assert headers[:5] == ["#", "model", "MC accuracy average", "ROUGE-L average", "BLEU-4 average"]
+    assert "Average" not in headers  # no average over accuracy and ROUGE together
+    mc, rouge_avg, cmmlu, rouge = (headers.index(h) for h in ("MC accuracy average", "ROUGE-L average", "CMMLU", "alpaca_zh ROUGE-L"))
+    assert titles[mc].startswith("mean of CMMLU;") and "alpaca" not in titles[mc]  # MMLU, C-Eval: said absent
+    assert "MMLU" in titles[mc] and "no model has a result" in titles[mc]
+
+    # by default: the two fully evaluated models, ranked; the checkpoint's training run and evaluations are one row
+    rows = _visible_rows(page)
+    assert [r["rank"] for r in rows] == ["1", "2"] and {r["label"] for r in rows} == {"lora", tiny_model_dir.name}
+    [lora] = [r for r in rows if r["label"] == "lora"]
+    [base] = [r for r in rows if r["label"] != "lora"]
+    assert "trained here: lora, 2 steps, final loss" in lora["text"] and "partial" not in lora["text"]
+    assert lora["cells"][headers.index("runs")] == "3"  # training + two evaluations of the same weights
+    assert "n=148 · 0-shot" in lora["cells"][cmmlu] and "limit" not in lora["cells"][cmmlu]
+    assert "n=6" in lora["cells"][rouge]
+    # the MC average is the accuracy alone, not a mean with ROUGE; a missing column is named, not "-"
+    assert lora["sorts"][cmmlu] and float(lora["sorts"][mc]) == float(lora["sorts"][cmmlu])
+    assert base["cells"][rouge_avg] == "needs alpaca_zh ROUGE-L"
+    assert _screenshot(page, tmp_path, "leaderboard-ranked", "tiny").stat().st_size > 10_000
+
+    # the toggle shows the --limit 2 run: its own row, marked partial, unranked, n=2 visible
+    page.check("#show-partial")
+    rows = _visible_rows(page)
+    assert len(rows) == 3
+    [partial] = [r for r in rows if "partial" in r["text"]]
+    assert partial["label"] == "lora" and "partial: limit 2" in partial["text"] and partial["rank"] == ""
+    assert "n=2 · 0-shot · limit 2" in partial["cells"][cmmlu]
+    assert partial["cells"][rouge] == "-"
+    assert _screenshot(page, tmp_path, "leaderboard-partial", "tiny").stat().st_size > 10_000
+    page.uncheck("#show-partial")
+    assert len(_visible_rows(page)) == 2 and not dialogs

@@ -26,6 +26,10 @@ def run(args) -> int:
         raise EvalkitError(f"--output {output} is a file; the leaderboard is a directory (index.html, models/): "
                            "choose a directory path")
     path, rows = build_leaderboard(args.definition, args.output, args.store, args.force)
-    print(f"{len(rows)} model(s): {', '.join(r['label'] for r in rows)}")
+    ranked = [r["label"] for r in rows if not r["partial"]]
+    partial = [f"{r['label']} ({r['partial_text']})" for r in rows if r["partial"]]
+    print(f"{len(ranked)} model(s): {', '.join(ranked) or '-'}")
+    if partial:
+        print(f"{len(partial)} partial run(s), not ranked (shown with the page's toggle): {', '.join(partial)}")
     print(f"leaderboard: {path.resolve()}")
     return 0

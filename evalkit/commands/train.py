@@ -22,8 +22,9 @@ def run(args) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     output, profile, stored = profiled_train(recipe, args.store, record=not args.no_store)
     manifest = json.loads((output / "train_manifest.json").read_text(encoding="utf-8"))
+    loss = manifest["final_loss"]
     print(f"\n{recipe.method} ({recipe.stage}) on {recipe.model}: {manifest['global_step']} steps, "
-          f"final loss {manifest['final_loss']}, {manifest['trainable_parameters']:,} trainable parameters")
+          f"final loss {'-' if loss is None else f'{loss:.4f}'}, {manifest['trainable_parameters']:,} trainable parameters")
     print(format_profile(profile))
     print(f"checkpoint: {output}")
     if stored.get("run_id") is not None:

@@ -61,6 +61,15 @@ def quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    silence_deprecations()
+
+
+def silence_deprecations() -> None:
+    """transformers warns that its own code (PEFT loading, the Trainer) calls a deprecated method, on every
+    run: nothing the user can act on. Matched by its exact text."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
@@ -95,17 +104,28 @@ def _load(spec: str, torch_dtype, trust_remote_code: bool, adapters: tuple[Path,
             return _load_evalkit_adapter(path, torch_dtype, trust_remote_code, adapters)
         if path.is_dir() and (path / "config.json").is_file():
             model, tokenizer = _from_directory(path, torch_dtype, trust_remote_code)
-            return model, tokenizer, {"kind": "local", "source": str(path.resolve()), "weights_sha256": weights_hash(path)}
+            return model, tokenizer, _dequantised_identity(path) or {
+                "kind": "local", "source": str(path.resolve()), "weights_sha256": weights_hash(path)}
         raise EvalkitError(
             f"{path}: not a model (expected config.json, adapter_config.json or a .gguf file); "
             "point --model at a transformers checkpoint directory, a PEFT adapter or a GGUF file"
         )
-    if HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+    if is_hub_id(spec):
         return _load_hub(spec, torch_dtype, trust_remote_code)
     known = ", ".join(EMBEDDED)
     raise EvalkitError(
         f"model {spec!r} does not exist: not a local path, an embedded model ({known}) or a hub id (org/name)"
     )
+
+
+def _dequantised_identity(directory: Path) -> dict | None:
+    """evalkit's dequantised copy of a GGUF (what an adapter trained on an embedded model names as its
+    base) is that GGUF: same weights hash as when the adapter was trained, not a hash of the copy."""
+    try:
+        record = json.loads((directory / "evalkit_source.json").read_text(encoding="utf-8"))
+        return {"kind": "gguf", "source": str(record["gguf"]), "weights_sha256": str(record["gguf_sha256"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def weights_hash(directory: Path) -> str:
@@ -216,7 +236,28 @@ def _load_evalkit_adapter(path: Path, torch_dtype, trust_remote_code: bool, adap
     return model, tokenizer, identity
 
 
+def is_hub_id(spec: str) -> bool:
+    return (spec not in EMBEDDED and not Path(spec).expanduser().exists() and bool(HUB_ID.match(spec))
+            and not spec.startswith((".", "/", "~")))
+
+
+def check_hub_model(spec: str) -> None:
+    """A hub id that cannot load (hub unreachable and not in the local cache) fails here in about a
+    second, with one line and without importing transformers; call it before slow work. Other specs pass."""
+    if not is_hub_id(spec):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    from evalkit.hub import cache_dir, hub_offline
+
+    if hub_offline() and not isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        raise EvalkitError(f"model {spec!r}: not a local path, and the Hugging Face hub cannot be reached (offline) "
+                           f"and it is not in the local cache {cache_dir()}; connect to the network once, "
+                           "or pass a local directory")
+
+
 def _load_hub(spec: str, torch_dtype, trust_remote_code: bool):
+    check_hub_model(spec)  # before transformers' first request, which would retry for about a minute
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:

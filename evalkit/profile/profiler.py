@@ -107,6 +107,13 @@ class Profiler:
         }
 
 
+def rate_text(per_second: float) -> str:
+    """Three significant figures: 1.27, 12.7, 127, 1,270 (whole numbers made slow rates read "1 tok/s")."""
+    if per_second >= 100:
+        return f"{per_second:,.0f}"
+    return f"{per_second:.{2 if per_second < 10 else 1}f}"
+
+
 def format_profile(profile: dict) -> str:
     """One line for the terminal: peak memory, load time, tokens/s."""
     memory = profile.get("memory", {})
@@ -118,7 +125,7 @@ def format_profile(profile: dict) -> str:
     for kind, entry in profile.get("throughput", {}).items():
         if entry.get("tokens_per_s") is not None:
             note = " incl. prefill" if entry.get("includes_prefill") else ""
-            parts.append(f"{kind} {entry['tokens_per_s']:.0f} tok/s ({entry['tokens']} tokens{note})")
+            parts.append(f"{kind} {rate_text(entry['tokens_per_s'])} tok/s ({entry['tokens']:,} tokens{note})")
     if profile.get("perplexity") is not None:
         parts.append(f"perplexity {profile['perplexity']:.3f}")
     parts.append(f"wall {profile.get('wall_s', 0):.1f} s")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from markupsafe import Markup
 
 CONFIG = {"displaylogo": False, "responsive": True}
-Z95 = 1.96
 
 
 def plotly_js() -> Markup:
@@ -22,7 +21,7 @@ def _fragment(fig) -> Markup:
 
 
 def category_bars(section: dict, base_label: str, candidate_label: str) -> Markup | None:
-    """Accuracy per category for both models, with 95% confidence intervals (normal approximation)."""
+    """Accuracy per category for both models (%), with Wilson 95% intervals."""
     import plotly.graph_objects as go
 
     chart = section.get("chart") or {}
@@ -30,12 +29,13 @@ def category_bars(section: dict, base_label: str, candidate_label: str) -> Marku
         return None
     fig = go.Figure()
     for label, values in ((base_label, chart["base"]), (candidate_label, chart["candidate"])):
-        half = [Z95 * (se or 0) * 100 for _, se in values]
-        fig.add_bar(name=label, x=chart["groups"], y=[v * 100 for v, _ in values],
-                    error_y={"type": "data", "symmetric": False, "visible": True,  # clipped to 0..100
-                             "array": [min(h, 100 - v * 100) for h, (v, _) in zip(half, values)],
-                             "arrayminus": [min(h, v * 100) for h, (v, _) in zip(half, values)]})
-    fig.update_layout(barmode="group", title=f"{section['task']}: accuracy per category (%, 95% CI)",
+        fig.add_bar(name=label, x=chart["groups"], y=[v for v, _ in values],
+                    customdata=[ci or [None, None] for _, ci in values],
+                    hovertemplate="%{y:.1f}% (95% CI %{customdata[0]:.1f} .. %{customdata[1]:.1f})",
+                    error_y={"type": "data", "symmetric": False, "visible": True,
+                             "array": [ci[1] - v if ci else 0 for v, ci in values],
+                             "arrayminus": [v - ci[0] if ci else 0 for v, ci in values]})
+    fig.update_layout(barmode="group", title=f"{section['task']}: accuracy per category (%, Wilson 95% CI)",
                       yaxis={"title": "accuracy (%)", "rangemode": "tozero"})
     return _fragment(fig)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from evalkit.errors import EvalkitError
 from evalkit.report.figures import PROFILE_FIGURES, model_figures
 from evalkit.report.samples import pair_rows, read_samples
-from evalkit.report.significance import mcnemar_exact, paired_bootstrap, verdict
+from evalkit.report.significance import mcnemar_exact, paired_bootstrap, verdict, wilson_interval
+from evalkit.store.identity import describe, model_label
 from evalkit.store.query import Side, resolve_model
 
 GENERATION_METRICS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")
@@ -43,7 +44,9 @@ def compare(base_ref: str, candidate_ref: str, store: str | None = None, tasks: 
 
 def _side_info(side: Side) -> dict:
     runs = sorted({r.id: r for r in side.runs.values()}.values(), key=lambda r: r.id)
-    return {"label": side.label, "model_key": side.model_key,
+    latest = runs[-1]  # short label from the identity (stores written before short labels kept long ones)
+    return {"label": model_label(latest.model_name, latest.model_identity or {}) if runs else side.label,
+            "details": describe(latest.model_identity or {}), "model_key": side.model_key,
             "runs": [{"id": r.id, "created_at": r.created_at, "evalkit_version": r.evalkit_version,
                       "tasks": [t for t, run in side.runs.items() if run.id == r.id]} for r in runs]}
 
@@ -51,11 +54,21 @@ def _side_info(side: Side) -> dict:
 def _row(level: str, group: str, metric: str, base: float | None, candidate: float | None, test=None,
          scale: float = 1.0, n=None) -> dict:
     delta = candidate - base if base is not None and candidate is not None else None
-    return {"level": level, "group": group, "metric": metric,
+    # every score compared here (accuracy, BLEU, ROUGE) is better when higher; deltas are coloured by it
+    return {"level": level, "group": group, "metric": metric, "higher_is_better": True,
             "base": None if base is None else base * scale, "candidate": None if candidate is None else candidate * scale,
             "delta": None if delta is None else delta * scale, "n": n if n is not None else (test.n if test else None),
             "test": test.test if test else None, "p_value": test.p_value if test else None,
             "verdict": test.verdict if test else "not tested", "detail": test.detail if test else {}}
+
+
+def _with_intervals(row: dict, n_base, n_candidate) -> dict:
+    """Wilson 95% intervals (in %) of both accuracies of an accuracy row, from its value and n."""
+    for side, n in (("base", n_base), ("candidate", n_candidate)):
+        value = row[side]
+        interval = wilson_interval(round(value / 100 * n), n) if value is not None and n else None
+        row[f"{side}_ci"] = [interval[0] * 100, interval[1] * 100] if interval else None
+    return row
 
 
 def _scores(result, level: str) -> dict[str, dict]:
@@ -95,20 +108,22 @@ def _multiple_choice(task: str, a, b) -> dict:
 
     subjects_a, subjects_b = _scores(a, "subject"), _scores(b, "subject")
     categories_a, categories_b = _scores(a, "category"), _scores(b, "category")
-    subject_rows = [_row("subject", s, "acc", subjects_a[s]["value"], subjects_b[s]["value"],
-                         test(lambda x, s=s: x.get("subject") == s), 100, subjects_a[s]["n"])
+    subject_rows = [_with_intervals(_row("subject", s, "acc", subjects_a[s]["value"], subjects_b[s]["value"],
+                                         test(lambda x, s=s: x.get("subject") == s), 100, subjects_a[s]["n"]),
+                                    subjects_a[s]["n"], subjects_b[s]["n"])
                     for s in subjects_a if s in subjects_b]
     subject_names = {s: block.get("name") for s, block in (a.result.get("subjects") or {}).items()}
     for row in subject_rows:
         row["name"] = subject_names.get(row["group"])
     members = _category_members(a.result)
-    category_rows = [_row("category", c, "acc", categories_a[c]["value"], categories_b[c]["value"],
-                          test(lambda x, c=c: x.get("subject") in members[c]) if c in members else None, 100, categories_a[c]["n"])
+    category_rows = [_with_intervals(_row("category", c, "acc", categories_a[c]["value"], categories_b[c]["value"],
+                                          test(lambda x, c=c: x.get("subject") in members[c]) if c in members else None,
+                                          100, categories_a[c]["n"]), categories_a[c]["n"], categories_b[c]["n"])
                      for c in categories_a if c in categories_b]
-    overall = _row("overall", "all", "acc", a.score, b.score, test(lambda x: True), 100, a.n)
+    overall = _with_intervals(_row("overall", "all", "acc", a.score, b.score, test(lambda x: True), 100, a.n), a.n, b.n)
     chart = {"groups": [r["group"] for r in category_rows],
-             "base": [(categories_a[r["group"]]["value"], categories_a[r["group"]]["stderr"]) for r in category_rows],
-             "candidate": [(categories_b[r["group"]]["value"], categories_b[r["group"]]["stderr"]) for r in category_rows]}
+             "base": [(r["base"], r["base_ci"]) for r in category_rows],
+             "candidate": [(r["candidate"], r["candidate_ci"]) for r in category_rows]}
     return {"task": task, "type": "multiple_choice", "metric": "accuracy (%)", "overall": overall,
             "summary": [{**overall, "task": task}], "categories": category_rows, "subjects": subject_rows,
             "paired": len(pairs), "notes": notes, "chart": chart}

@@ -79,6 +79,10 @@ def load_definition(path: str | Path | None) -> Leaderboard:
                 raise EvalkitError(f"{path}: averages[{i}] names unknown column(s) {', '.join(map(str, unknown))}; "
                                    f"use labels or keys from 'columns'")
             keys = tuple(by_label[n] for n in names)
+        metrics = sorted({c.metric for c in columns if c.key in keys})
+        if len(metrics) > 1:  # a mean of accuracy and ROUGE (or of BLEU and ROUGE) has no meaning
+            raise EvalkitError(f"{path}: averages[{i}] ({entry['label']}) mixes metrics {', '.join(metrics)}; "
+                               "average like metrics only: one average per metric (e.g. acc, rouge-l)")
         averages.append(Average(str(entry["label"]), keys))
     profile = tuple(raw.get("profile") or ())
     unknown = [p for p in profile if p not in PROFILE_LABELS]

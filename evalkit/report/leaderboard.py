@@ -1,10 +1,12 @@
 """``build_leaderboard``: a static site from the results store. ``index.html`` has one row per
-model/checkpoint (latest result per task), averages and profiler figures, sortable and filterable
-in the page; ``models/<model key>.html`` has each model's history across runs."""
+model/checkpoint (latest full result per task; every cell with its n, few-shot and --limit), averages
+of like metrics and profiler figures, sortable and filterable in the page; partial runs have rows of
+their own, hidden and unranked until shown; ``models/<model key>.html`` has each model's history."""
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 from evalkit.errors import EvalkitError
@@ -12,6 +14,7 @@ from evalkit.report.charts import history_lines
 from evalkit.report.definition import Column, Leaderboard, load_definition
 from evalkit.report.figures import PROFILE_LABELS, model_figures
 from evalkit.report.render import render, write_new
+from evalkit.store.identity import describe, model_label
 from evalkit.store.query import list_runs, matches_model
 
 MARKER = ".evalkit-leaderboard"  # a directory holding it was written by us and may be rewritten
@@ -27,67 +30,146 @@ def column_value(result, column: Column) -> float | None:
     return None
 
 
-def _run_scores(run, columns: tuple[Column, ...]) -> dict[str, float]:
-    scores = {}
+@lru_cache(maxsize=64)
+def _spec_subjects(spec_path: str) -> int | None:
+    """How many subjects the task spec has (to tell a subject subset from the whole benchmark)."""
+    from evalkit.tasks.registry import resolve_tasks
+
+    try:
+        return len(getattr(resolve_tasks(spec_path)[0].spec, "subjects", {})) or None
+    except (EvalkitError, OSError, IndexError):
+        return None  # spec moved: subsets cannot be told apart, only --limit
+
+
+def coverage(run, result) -> dict:
+    """How a task result was produced: n, few-shot, --limit, subjects; partial when a --limit or a
+    subject subset left part of the benchmark out."""
+    config = run.config or {}
+    limit = config.get("limit")
+    subjects = (result.result or {}).get("subjects") or {}
+    total = _spec_subjects(str((result.result or {}).get("spec") or "")) if subjects else None
+    subset = bool(total) and len(subjects) < total
+    notes = ([f"limit {limit}"] if limit is not None else []) + ([f"{len(subjects)} of {total} subjects"] if subset else [])
+    return {"n": result.n, "fewshot": config.get("num_fewshot", (result.result or {}).get("num_fewshot")),
+            "limit": limit, "subjects": f"{len(subjects)}/{total}" if subset else None,
+            "partial": bool(notes), "partial_text": ", ".join(notes), "run": run.id}
+
+
+def _cells(run, columns: tuple[Column, ...]) -> dict[str, dict]:
+    """{column key: cell} for one run: the value with its coverage."""
+    cells = {}
     for result in run.tasks:
         for column in columns:
             if result.task == column.task:
                 value = column_value(result, column)
                 if value is not None:
-                    scores[column.key] = value
-    return scores
+                    cells[column.key] = {"value": value, **coverage(run, result)}
+    return cells
+
+
+def _training(runs) -> dict | None:
+    """The checkpoint's training run (newest), shown in its row: method, steps, final loss."""
+    trained = [r for r in runs if r.kind == "training"]
+    if not trained:
+        return None
+    manifest = trained[-1].config or {}
+    return {"run": trained[-1].id, "method": manifest.get("method"), "steps": manifest.get("global_step"),
+            "final_loss": manifest.get("final_loss")}
+
+
+def _model_row(key: str, model_runs: list, definition: Leaderboard) -> tuple[dict, list[dict]]:
+    """The model's row (latest full result per column) and one row per partial setting (latest wins)."""
+    evaluations = [r for r in model_runs if r.kind in ("evaluation", "profile")]
+    named = (evaluations or model_runs)[-1]  # the label and identity its newest evaluation gives
+    identity = named.model_identity or {}
+    full: dict[str, dict] = {}
+    partial: dict[tuple, dict[str, dict]] = {}
+    perplexity_result, history = None, []
+    for run in evaluations:  # oldest first: later runs replace earlier values
+        cells = _cells(run, definition.columns)
+        # one partial row per setting: the --limit and which tasks were cut to a subject subset
+        cut = sorted({(k.split(":")[0], c["subjects"]) for k, c in cells.items() if c["subjects"]})
+        setting = (run.config or {}).get("limit"), tuple(cut)
+        for column_key, cell in cells.items():
+            (partial.setdefault(setting, {}) if cell["partial"] else full)[column_key] = cell
+        perplexity_result = next((t for t in run.tasks if t.task_type == "perplexity"), perplexity_result)
+        if run.kind == "evaluation":
+            history.append({"run": run.id, "created_at": run.created_at, "scores": {k: c["value"] for k, c in cells.items()},
+                            "tasks": ", ".join(t.task for t in run.tasks), "evalkit_version": run.evalkit_version,
+                            "n": {t.task: t.n for t in run.tasks}, "config": run.config or {},
+                            "figures": model_figures([run])})
+    profile_runs = [r for r in evaluations if r.kind == "profile"]
+    base = {"model_key": key, "label": model_label(named.model_name, identity), "name": named.model_name,
+            "identity": describe(identity), "kind": identity.get("kind", ""), "runs": len(model_runs),
+            "last_run": model_runs[-1].created_at, "trained": _training(model_runs), "history": history,
+            "figures": model_figures(evaluations, profile_runs[-1] if profile_runs else None, perplexity_result)}
+    row = {**base, "cells": full, "partial": False, "partial_text": ""}
+    partial_rows = [{**base, "cells": cells, "partial": True,
+                     "partial_text": "; ".join(([f"limit {limit}"] if limit is not None else [])
+                                               + [f"{task} {subjects} subjects" for task, subjects in cut])}
+                    for (limit, cut), cells in partial.items()]
+    return row, partial_rows
 
 
 def collect(definition: Leaderboard, store: str) -> tuple[list[dict], list[Column], list[dict]]:
-    """(rows, shown columns, shown averages) for the definition over the store's evaluation runs."""
-    import pandas as pd
-
-    runs = [r for r in list_runs(store) if r.kind in ("evaluation", "profile")]
+    """(rows, shown columns, shown averages) for the definition over the store's runs. Full rows come
+    first, ranked; partial rows (a --limit or a subject subset) follow, unranked."""
+    runs = [r for r in list_runs(store) if r.kind in ("evaluation", "profile", "training")]
     if definition.models:
         runs = [r for r in runs if any(matches_model(r, ref) for ref in definition.models)]
     by_model: dict[str, list] = {}
     for run in sorted(runs, key=lambda r: r.id):
         by_model.setdefault(run.model_key, []).append(run)
-    rows = []
+    rows, partial_rows = [], []
     for key, model_runs in by_model.items():
-        latest: dict[str, float] = {}
-        perplexity_result = None
-        history = []
-        for run in model_runs:  # oldest first: later runs replace earlier values
-            scores = _run_scores(run, definition.columns)
-            latest.update(scores)
-            perplexity_result = next((t for t in run.tasks if t.task_type == "perplexity"), perplexity_result)
-            if run.kind == "evaluation":
-                history.append({"run": run.id, "created_at": run.created_at, "scores": scores,
-                                "tasks": ", ".join(t.task for t in run.tasks), "evalkit_version": run.evalkit_version,
-                                "n": {t.task: t.n for t in run.tasks}, "config": run.config or {},
-                                "figures": model_figures([run])})
-        profile_runs = [r for r in model_runs if r.kind == "profile"]
-        figures = model_figures(model_runs, profile_runs[-1] if profile_runs else None, perplexity_result)
-        newest = model_runs[-1]
-        rows.append({"model_key": key, "label": newest.model_label, "name": newest.model_name,
-                     "kind": (newest.model_identity or {}).get("kind", ""), "runs": len(model_runs),
-                     "last_run": newest.created_at, "scores": latest, "figures": figures, "history": history})
-    labels = [r["label"] for r in rows]
-    for row in rows:  # two checkpoints with one name: tell them apart by key
-        if labels.count(row["label"]) > 1:
+        if not any(r.kind in ("evaluation", "profile") for r in model_runs):
+            continue  # trained, never evaluated: nothing to rank yet
+        row, partials = _model_row(key, model_runs, definition)
+        if row["cells"] or not partials:
+            rows.append(row)
+        partial_rows.extend(partials)
+    keys_by_label: dict[str, set] = {}
+    for row in rows + partial_rows:
+        keys_by_label.setdefault(row["label"], set()).add(row["model_key"])
+    for row in rows + partial_rows:  # two checkpoints with one name: tell them apart by key
+        if len(keys_by_label[row["label"]]) > 1:
             row["label"] = f"{row['label']} [{row['model_key'][:8]}]"
 
-    frame = pd.DataFrame([r["scores"] for r in rows], columns=[c.key for c in definition.columns], dtype=float)
-    shown = [c for c in definition.columns if not definition.hide_empty_columns or frame[c.key].notna().any()]
-    shown_keys = {c.key for c in shown}
+    present = {k for r in rows + partial_rows for k in r["cells"]}
+    shown = [c for c in definition.columns if not definition.hide_empty_columns or c.key in present]
+    labels_by_key = {c.key: c.label for c in definition.columns}
     averages = []
     for average in definition.averages:
-        keys = [k for k in average.columns if k in shown_keys]
+        keys = [k for k in average.columns if k in present]
         if not keys:
             continue
-        means = frame[keys].mean(axis=1, skipna=False)  # a model missing one column gets no average
-        for row, value in zip(rows, means):
-            row["scores"][f"avg:{average.label}"] = None if math.isnan(value) else float(value)
-        averages.append({"key": f"avg:{average.label}", "label": average.label, "columns": keys})
-    first = averages[-1]["key"] if averages else (shown[0].key if shown else None)
-    rows.sort(key=lambda r: -(r["scores"].get(first) if first and r["scores"].get(first) is not None else -math.inf))
-    return rows, shown, averages
+        absent = [labels_by_key[k] for k in average.columns if k not in present]
+        averages.append({"key": f"avg:{average.label}", "label": average.label, "columns": [labels_by_key[k] for k in keys],
+                         "absent": absent})
+        for row in rows + partial_rows:
+            missing = [labels_by_key[k] for k in keys if k not in row["cells"]]
+            values = [row["cells"][k]["value"] for k in keys if k in row["cells"]]
+            row.setdefault("averages", {})[f"avg:{average.label}"] = (
+                {"value": sum(values) / len(values), "missing": []} if not missing else {"value": None, "missing": missing})
+    for row in rows + partial_rows:
+        row.setdefault("averages", {})
+        row["scores"] = {**{k: c["value"] for k, c in row["cells"].items()},
+                         **{k: a["value"] for k, a in row["averages"].items()}}
+    # rank by the first average some full row has (an average nobody has yet cannot order anything)
+    first = next((a["key"] for a in averages if any(r["scores"].get(a["key"]) is not None for r in rows)),
+                 shown[0].key if shown else None)
+
+    def ranking(row):
+        value = row["scores"].get(first) if first else None
+        return -(value if value is not None else -math.inf)
+
+    rows.sort(key=ranking)
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    partial_rows.sort(key=lambda r: (r["label"], r["partial_text"]))
+    for row in partial_rows:
+        row["rank"] = None
+    return rows + partial_rows, shown, averages
 
 
 def prepare_output(directory: Path, force: bool) -> None:
@@ -120,10 +202,14 @@ def build_leaderboard(definition_path: str | Path | None, output: str | Path, st
 
     # one copy of plotly.js for every page of the site (the single-file report inlines it instead)
     write_new(directory / "plotly.min.js", str(plotly_js()), force=True)
-    for row in rows:
+    pages = {}
+    for row in rows:  # one page per model: its full row, or its first partial one
+        pages.setdefault(row["model_key"], row)
+    for row in pages.values():
         chart = history_lines(row["history"], columns_ctx)
         page = render("model.html.j2", row=row, columns=columns_ctx, profile=profile, chart=chart,
                       charts=chart is not None, plotly_src="../plotly.min.js", **common)
         write_new(directory / "models" / f"{row['model_key']}.html", page, force=True)
-    index = render("leaderboard.html.j2", rows=rows, columns=columns_ctx, averages=averages, profile=profile, **common)
+    index = render("leaderboard.html.j2", rows=rows, columns=columns_ctx, averages=averages, profile=profile,
+                   partial_count=sum(1 for r in rows if r["partial"]), **common)
     return write_new(directory / "index.html", index, force=True), rows

@@ -4,6 +4,9 @@
   candidate wrong, c: the reverse); under "no difference" c ~ Binomial(b + c, 1/2), so the
   two-sided p-value is scipy's exact binomial test of c successes in b + c trials.
 * Generation (BLEU/ROUGE): paired bootstrap (Koehn 2004) over per-sample scores with a fixed seed.
+
+One model's accuracy gets a Wilson score interval: unlike the normal (Wald) interval it stays inside
+0..1 and does not shrink to nothing at 0% or 100% (2 of 2 right: 34%..100%, not 100%..100%).
 """
 
 from __future__ import annotations
@@ -41,6 +44,16 @@ def verdict(delta: float, p_value: float | None, alpha: float = ALPHA) -> str:
 
 def format_p(p_value: float) -> str:
     return "<0.0001" if p_value < 1e-4 else f"{p_value:.3g}" if p_value < 0.001 else f"{p_value:.3f}"
+
+
+def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion (scipy's), as fractions; None without questions."""
+    from scipy.stats import binomtest
+
+    if not n:
+        return None
+    interval = binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def mcnemar_exact(base_correct: list[bool], candidate_correct: list[bool]) -> TestResult:

@@ -179,6 +179,10 @@ def _read_hub(spec: GenerationSpec):
     local_dir = spec.path.parent / hub["path"]  # a saved dataset folder next to the spec also works
     source = str(local_dir.resolve()) if local_dir.is_dir() else hub["path"]
     where = f"hub:{hub['path']}" + (f" ({name}, {split})" if name else f" ({split})")
+    if not local_dir.is_dir():
+        from evalkit.hub import hub_offline
+
+        hub_offline()  # unreachable: offline mode on before datasets' first request (no minute of retries)
     try:
         import datasets
 
@@ -188,7 +192,7 @@ def _read_hub(spec: GenerationSpec):
         first = str(exc).splitlines()[0] if str(exc) else ""
         reason = f"{type(exc).__name__}: {first}"
         if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-            reason = f"HF_HUB_OFFLINE is set and it is not in the local datasets cache; {reason}"
+            reason = f"offline (HF_HUB_OFFLINE, or the hub cannot be reached) and not in the local datasets cache; {reason}"
         local = f"no file at {spec.data.path} and " if spec.data.path is not None else ""
         raise EvalkitError(f"{spec.name}: data is not available offline: {local}the hub dataset {where} could not be "
                            f"read ({reason}); run online, or download it and point data.path in {spec.path} at a "

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import shutil
+import sys
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -132,8 +135,32 @@ def training_arguments(recipe: Recipe, method, has_validation: bool, dpo: bool):
     return TrainingArguments(**common)
 
 
+def quiet_third_party() -> None:
+    """Silence stderr lines that tell the user nothing they can act on, by their exact source and text:
+    bitsandbytes' CPU backend logs a failed optional import of the `kernels` package (a faster 4-bit kernel)
+    on import; transformers warns that its own Trainer calls a deprecated method, on every run."""
+    from evalkit.models.loader import silence_deprecations
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    silence_deprecations()
+
+
+def capped_warmup(recipe: Recipe) -> Recipe:
+    """A warm-up of max_steps or more would end training before the learning rate reaches its set value
+    (LR 0 at step 1 and rising throughout): cap it at 10% of max_steps and say so."""
+    warmup, steps = recipe.warmup_steps, recipe.max_steps
+    if steps is None or steps <= 0 or warmup < 1 or warmup < steps:
+        return recipe
+    capped = steps // 10
+    print(f"evalkit: note: warmup_steps={warmup:g} is not below max_steps={steps}: the learning rate would still be "
+          f"rising when training stops; warm-up capped to {capped} step(s) (10% of max_steps)", file=sys.stderr)
+    return dataclasses.replace(recipe, warmup_steps=capped)
+
+
 def train(recipe: Recipe, callbacks=()) -> Path:
     """Train and save; returns the checkpoint directory (output_dir). ``callbacks``: extra TrainerCallbacks (the profiler's)."""
+    quiet_third_party()
+    recipe = capped_warmup(recipe)
     method = get_method(recipe.method)
     output = Path(recipe.output_dir)
     resume = recipe.resume_from_checkpoint
