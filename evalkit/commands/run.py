@@ -104,6 +104,10 @@ def backend_options(args):
 
 
 def run(args) -> int:
+    if args.backend != "openai":  # a hub id offline fails in ~2 s, before tasks are read or models loaded
+        from evalkit.models.loader import check_hub_model
+
+        check_hub_model(args.model)
     from evalkit.evaluate import results_table, run_evaluation
     from evalkit.evaluators.base import RunConfig
 
