@@ -66,6 +66,12 @@ class RunOutput:
         _write_new(path, text)
         return path
 
+    def write_predictions(self, task: str, split: str, predictions: dict) -> Path:
+        """A leaderboard submission for a split without public answers (C-Eval test: {subject: {id: letter}})."""
+        path = self.directory / f"predictions_{slug(task)}_{slug(split)}_{self.stamp}.json"
+        _write_new(path, json.dumps(predictions, ensure_ascii=False, indent=1) + "\n")
+        return path
+
     def write_results(self, results: dict) -> Path:
         _write_new(self.results_path, json.dumps(results, ensure_ascii=False, indent=2) + "\n")
         return self.results_path
