@@ -106,13 +106,15 @@ def test_ceval_test_predictions_one_letter_per_id(capsys, tiny_model_dir, tmp_pa
     assert all("gold" not in s for s in samples) and "no answers: no score" in out
 
 
-@pytest.mark.parametrize("tasks, needle", [
-    ("ceval:logic", "--split train: task ceval has splits dev, val, test"),
-    ("adgen", "task adgen reads the fixed slice"),
+@pytest.mark.parametrize("tasks, split, needle", [
+    ("ceval:logic", "train", "--split train: task ceval has splits dev, val, test"),
+    ("ceval:logic", "dev", "--split dev is the few-shot split of ceval"),
+    ("adgen", "test", "task adgen reads the fixed slice"),
 ])
-def test_split_that_does_not_apply(capsys, tiny_model_dir, tmp_path, tasks, needle):
-    code, out, err = run_cli(capsys, "run", "--model", str(tiny_model_dir), "--tasks", tasks, "--split",
-                             "train" if "ceval" in tasks else "test", "--output-dir", str(tmp_path), "--no-progress")
+def test_split_that_does_not_apply(capsys, tiny_model_dir, tmp_path, tasks, split, needle):
+    code, out, err = run_cli(capsys, "run", "--model", str(tiny_model_dir), "--tasks", tasks, "--split", split,
+                             "--num-fewshot", "1" if "ceval" in tasks else "0", "--output-dir", str(tmp_path),
+                             "--no-progress")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
     assert not any(tmp_path.rglob("*.json"))

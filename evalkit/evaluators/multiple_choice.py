@@ -41,6 +41,9 @@ class MultipleChoiceEvaluator:
         split = config.split or spec.eval_split
         if split not in spec.splits:
             raise EvalkitError(f"--split {split}: task {spec.name} has splits {', '.join(spec.splits)} ({spec.path})")
+        if split == spec.fewshot_split and config.num_fewshot:
+            raise EvalkitError(f"--split {split} is the few-shot split of {spec.name}: its exemplars would be scored "
+                               "questions; use --num-fewshot 0 or another split")
         keys = selection.subjects or list(spec.subjects)
         subjects, files = [], {}
         for key in keys:
