@@ -83,6 +83,12 @@ class RunOutput:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         return self._write(lambda: self.samples_path(task), text)
 
+    def write_predictions(self, task: str, split: str, predictions: dict) -> Path:
+        """A leaderboard submission for a split without public answers (C-Eval test: {subject: {id: letter}})."""
+        path = self.directory / f"predictions_{slug(task)}_{slug(split)}_{self.stamp}.json"
+        _write_new(path, json.dumps(predictions, ensure_ascii=False, indent=1) + "\n")
+        return path
+
     def write_results(self, results: dict) -> Path:
         def text() -> str:
             # samples written before a fallback stay where they are: point at them by absolute path

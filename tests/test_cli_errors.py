@@ -121,11 +121,6 @@ def test_truncation_left_says_how_many(capsys, tmp_path):
     assert results["tasks"]["cmmlu"]["n_truncated"] == 3
 
 
-def test_ceval_offline_says_data_unavailable(capsys, tiny_model_dir, tmp_path):
-    expect_error(capsys, tiny_model_dir, tmp_path, "ceval:computer_network", "not available offline",
-                 "ceval/ceval-exam")
-
-
 def test_results_never_overwritten(tmp_path):
     from evalkit.errors import EvalkitError
     from evalkit.results import RunOutput

@@ -22,6 +22,7 @@ class RunConfig:
     no_chat_template: bool = False  # generation: plain prompts even when the model has a chat template
     use_cache: bool = True  # read and write the request cache (resume after a kill; --no-cache turns it off)
     threads: int | None = None  # torch CPU threads used (--threads; recorded, results do not depend on it)
+    split: str | None = None  # multiple choice: score this split instead of the spec's eval_split
 
     def record(self) -> dict:
         return asdict(self)

@@ -36,6 +36,8 @@ class GenerationEvaluator:
             raise EvalkitError(f"task {spec.name} ({spec.path}) has no subjects; drop the ':{selection.subjects[0]}'")
         if config.num_fewshot:
             raise EvalkitError(f"task {spec.name} is zero-shot (generation); drop --num-fewshot")
+        if config.split:
+            raise EvalkitError(f"task {spec.name} reads the fixed slice its spec names ({spec.path}); drop --split")
         data = load_samples(spec, config.limit)
         return PreparedGeneration(spec, data, config.max_new_tokens or spec.max_new_tokens)
 

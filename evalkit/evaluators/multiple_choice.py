@@ -10,7 +10,7 @@ from evalkit.evaluators.base import RunConfig, register
 from evalkit.metrics.accuracy import summarize
 from evalkit.requests import build_requests, choice_targets
 from evalkit.results import RunOutput
-from evalkit.tasks.mc_data import Question, load_split, split_file
+from evalkit.tasks.mc_data import Question, is_unlabeled, load_split, split_file
 from evalkit.tasks.registry import TaskSelection
 from evalkit.tasks.spec import MultipleChoiceSpec
 
@@ -27,6 +27,7 @@ class PreparedTask:
     spec: MultipleChoiceSpec
     subjects: list[PreparedSubject]
     data_files: dict[str, str]  # file -> sha256
+    split: str  # the split scored: --split, else the spec's eval_split
 
 
 @register("multiple_choice")
@@ -35,10 +36,16 @@ class MultipleChoiceEvaluator:
         spec: MultipleChoiceSpec = selection.spec  # type: ignore[assignment]
         if config.prompt_style not in spec.prompt_styles:
             raise EvalkitError(f"{spec.path}: no prompt style {config.prompt_style!r}; available: {', '.join(spec.prompt_styles)}")
+        split = config.split or spec.eval_split
+        if split not in spec.splits:
+            raise EvalkitError(f"--split {split}: task {spec.name} has splits {', '.join(spec.splits)} ({spec.path})")
+        if split == spec.fewshot_split and config.num_fewshot:
+            raise EvalkitError(f"--split {split} is the few-shot split of {spec.name}: its exemplars would be scored "
+                               "questions; use --num-fewshot 0 or another split")
         keys = selection.subjects or list(spec.subjects)
         subjects, files = [], {}
         for key in keys:
-            questions = load_split(spec, key, spec.eval_split)
+            questions = load_split(spec, key, split)
             if config.limit is not None:
                 questions = questions[: config.limit]
             exemplars: list[Question] = []
@@ -49,11 +56,11 @@ class MultipleChoiceEvaluator:
                                        f"fewer than --num-fewshot {config.num_fewshot}; lower --num-fewshot")
                 exemplars = pool[: config.num_fewshot]  # first k in file order: one shared prefix per subject
             subjects.append(PreparedSubject(key, questions, exemplars))
-            for split in {spec.eval_split, spec.fewshot_split} if config.num_fewshot else {spec.eval_split}:
-                path = split_file(spec, key, split)
+            for used in {split, spec.fewshot_split} if config.num_fewshot else {split}:
+                path = split_file(spec, key, used)
                 if path.is_file():
                     files[str(path.relative_to(spec.root))] = sha256_file(path)
-        return PreparedTask(spec, subjects, files)
+        return PreparedTask(spec, subjects, files, split)
 
     def run(self, prepared: PreparedTask, backend, config: RunConfig, output: RunOutput) -> dict:
         spec = prepared.spec
@@ -62,34 +69,50 @@ class MultipleChoiceEvaluator:
             requests += build_requests(spec, config.prompt_style, subject.key, subject.questions, subject.exemplars,
                                        backend.tokenizer, chat=config.apply_chat_template)
         scores = backend.score_choices(requests, choice_targets(spec, config.prompt_style), config, spec.name)
+        labeled = not is_unlabeled(spec, prepared.split)
+        ids = {(s.key, q.index): q.id for s in prepared.subjects for q in s.questions}
         correct: dict[str, list[bool]] = {s.key: [] for s in prepared.subjects}
+        predictions: dict[str, dict[str, str]] = {s.key: {} for s in prepared.subjects}
         rows = []
         for score in scores:
             request = score.request
-            correct[request.subject].append(score.correct)
-            rows.append({
-                "task": spec.name, "subject": request.subject, "index": request.index,
+            ident = ids[(request.subject, request.index)]
+            predictions[request.subject][ident] = score.prediction
+            row = {
+                "task": spec.name, "subject": request.subject, "index": request.index, "id": ident,
                 "prompt_sha256": sha256_text(request.prompt), "prompt_tokens": score.prompt_tokens,
                 "truncated": score.truncated,
                 "probabilities": dict(zip("ABCD", score.probabilities)) if score.probabilities else None,
-                "prediction": score.prediction, "gold": request.gold, "correct": score.correct,
-            })
+                "prediction": score.prediction,
+            }
+            if labeled:
+                correct[request.subject].append(score.correct)
+                row.update(gold=request.gold, correct=score.correct)
+            rows.append(row)
         samples = output.write_samples(spec.name, rows)
-        summary = summarize(correct, {k: v.categories for k, v in spec.subjects.items()}, spec.categories)
-        for key, block in summary["subjects"].items():
-            block["name"] = spec.subjects[key].name
-        return {
+        result = {
             "type": "multiple_choice",
-            "spec": str(spec.path), "spec_sha256": spec.spec_hash(), "split": spec.eval_split,
+            "spec": str(spec.path), "spec_sha256": spec.spec_hash(), "split": prepared.split,
             "fewshot_split": spec.fewshot_split, "num_fewshot": config.num_fewshot,
             "prompt_style": config.prompt_style,
             "prompt_sha256": sha256_text("\n".join(r["prompt_sha256"] for r in rows)),
             "data_files": prepared.data_files, "n_truncated": sum(r["truncated"] for r in rows),
             "n_unparsed": sum(r["prediction"] is None for r in rows),  # --mc-mode generate: no letter found
-            "samples_file": samples.name, **summary,
+            "samples_file": samples.name,
         }
+        if not labeled:  # answers not public: the leaderboard's submission file, and no accuracy
+            file = output.write_predictions(spec.name, prepared.split, predictions)
+            return {**result, "predictions_file": file.name, **_no_accuracy(spec, predictions)}
+        summary = summarize(correct, {k: v.categories for k, v in spec.subjects.items()}, spec.categories)
+        for key, block in summary["subjects"].items():
+            block["name"] = spec.subjects[key].name
+        return {**result, **summary}
 
     def table(self, name: str, result: dict) -> list[list]:
+        if result.get("predictions_file"):
+            return [[name, f"{result['split']} predictions (no answers: no score): {result['predictions_file']}",
+                     result["micro"]["n"], "-", "-"]]
+
         def fmt(block):
             acc = block["acc"]
             err = block.get("acc_stderr")
@@ -104,3 +127,16 @@ class MultipleChoiceEvaluator:
         rows.append([name, "Average (micro)", result["micro"]["n"], *fmt(result["micro"])])
         rows.append([name, f"Average (macro, {result['macro']['groups']} subjects)", result["micro"]["n"], *fmt(result["macro"])])
         return rows
+
+
+def _no_accuracy(spec: MultipleChoiceSpec, predictions: dict[str, dict[str, str]]) -> dict:
+    """Counts in the shape of ``summarize`` with every accuracy None, so the results store and the
+    leaderboards record the run without a score."""
+    n = sum(len(v) for v in predictions.values())
+    return {
+        "subjects": {k: {"n": len(v), "correct": None, "acc": None, "acc_stderr": None, "name": spec.subjects[k].name}
+                     for k, v in predictions.items()},
+        "categories": {},
+        "micro": {"n": n, "correct": None, "acc": None, "acc_stderr": None},
+        "macro": {"groups": len(predictions), "acc": None, "acc_stderr": None},
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import RunConfig, register
 from evalkit.profile.perplexity import Document, PerplexitySpec, load_documents
 from evalkit.results import RunOutput
@@ -21,6 +22,8 @@ class PreparedText:
 class PerplexityEvaluator:
     def prepare(self, selection: TaskSelection, config: RunConfig) -> PreparedText:
         spec: PerplexitySpec = selection.spec  # type: ignore[assignment]
+        if config.split:
+            raise EvalkitError(f"task {spec.name} reads the documents its spec names ({spec.path}); drop --split")
         documents, files = load_documents(spec)
         if config.limit is not None:
             documents = documents[: config.limit]
