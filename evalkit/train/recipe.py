@@ -53,7 +53,8 @@ class Recipe:
     logging_steps: int = 10
     save_steps: int = 500
     save_total_limit: int | None = 2
-    eval_steps: int | None = None
+    eval_steps: int | None = None  # validate every N steps (default: save_steps); needs val_size
+    eval_at_end: bool = False  # also validate after the last step when it is not a multiple of eval_steps
     seed: int = 42
     report_to: str = "tensorboard"  # tensorboard | none
     gradient_checkpointing: bool = False
