@@ -36,6 +36,9 @@ def add_parser(subparsers) -> None:
                    help="generation tasks: at most N new tokens per sample (default: the task spec's max_new_tokens)")
     p.add_argument("--no-chat-template", action="store_true",
                    help="generation tasks: plain prompts even when the model has a chat template (used by default)")
+    p.add_argument("--reference-format", choices=["plain", "llamafactory"], default="plain",
+                   help="generation tasks: score against the reference as written (default) or as LLaMA-Factory's "
+                        "predict does (decoded label with the template's end of turn, e.g. a trailing newline)")
     p.add_argument("--output-dir", default="results", help="where results_*.json and samples_*.jsonl go")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16")
@@ -60,7 +63,7 @@ def run(args) -> int:
                        prompt_style=args.prompt_style, apply_chat_template=args.apply_chat_template,
                        truncation=args.truncation, seed=args.seed, progress=not args.no_progress,
                        full_prompt=args.full_prompt, max_new_tokens=args.max_new_tokens,
-                       no_chat_template=args.no_chat_template)
+                       no_chat_template=args.no_chat_template, reference_format=args.reference_format)
     results = run_evaluation(args.model, args.tasks, config, args.output_dir, device=args.device, dtype=args.dtype,
                              trust_remote_code=args.trust_remote_code, argv=["evalkit", *sys.argv[1:]],
                              store=args.store, record=not args.no_store)

@@ -21,6 +21,7 @@ class RunConfig:
     full_prompt: bool = False  # multiple choice: compute every prompt whole (no prefix reuse)
     max_new_tokens: int | None = None  # generation: None = the task spec's max_new_tokens
     no_chat_template: bool = False  # generation: plain prompts even when the model has a chat template
+    reference_format: str = "plain"  # generation: plain | llamafactory (see evalkit.metrics.text)
 
     def record(self) -> dict:
         return asdict(self)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from evalkit.cache import sha256_text
 from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import RunConfig, register
-from evalkit.metrics.text import METRICS, corpus_sacrebleu, sacrebleu_tokenizer, sample_scores, summarize_scores
+from evalkit.metrics.text import (METRICS, corpus_sacrebleu, sacrebleu_tokenizer, sample_scores, scoring_reference,
+                                  summarize_scores)
 from evalkit.models.loader import LoadedModel
 from evalkit.results import RunOutput
 from evalkit.scoring.generation import generate, has_chat_template, render_prompt, tokenize_prompts
@@ -50,7 +51,8 @@ class GenerationEvaluator:
                                        label=spec.name, progress=config.progress, truncated=truncated)
         rows, per_sample = [], []
         for sample, prompt, generation in zip(samples, prompts, generations):
-            scores = sample_scores(generation.text, sample.reference)
+            reference = scoring_reference(sample.reference, lm.tokenizer, chat, config.reference_format)
+            scores = sample_scores(generation.text, reference)
             per_sample.append(scores)
             rows.append({
                 "task": spec.name, "index": sample.index, "input_sha256": sha256_text(sample.input),
