@@ -12,7 +12,9 @@ first, ...) so a change in machine load does not always favour one tool.
 Measured the same way in both, by one TrainerCallback passed to each tool (``StepMeter`` below):
 training tokens = non-pad tokens (attention-mask sum) of every training forward pass; tokens/s over
 steps 2..N (step 1 holds one-off set-up), timed from the end of step 1 to the end of step N (so data
-collation, loss and logging between steps are included; the validation pass is not); peak RSS of the
+collation, loss and logging between steps are included; the validation pass is not), and the same
+tokens per CPU-second of the process (on a shared machine wall time follows the load; CPU time much
+less so); peak RSS of the
 process at the end of training; the loss at every step; the final validation loss.
 
     bash benchmarks/setup_llamafactory.sh        # once: .venv-llamafactory
@@ -59,7 +61,7 @@ def step_meter_class():
         """Tokens, time, loss per step and peak RSS, identically in both tools."""
 
         def __init__(self):
-            self.tokens, self.ends, self.cumulative, self.losses, self.eval_loss = 0, [], [], {}, None
+            self.tokens, self.ends, self.cpu_ends, self.cumulative, self.losses, self.eval_loss = 0, [], [], [], {}, None
             self.peak_rss_mb, self.trainable, self._hook = None, None, None
 
         def _count(self, module, args, kwargs):
@@ -74,6 +76,7 @@ def step_meter_class():
 
         def on_step_end(self, args, state, control, **kwargs):
             self.ends.append(time.perf_counter())
+            self.cpu_ends.append(time.process_time())  # CPU seconds of this process: far less load-dependent
             self.cumulative.append(self.tokens)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -88,8 +91,10 @@ def step_meter_class():
 
         def result(self) -> dict:
             tokens, seconds = self.cumulative[-1] - self.cumulative[0], self.ends[-1] - self.ends[0]
+            cpu_seconds = self.cpu_ends[-1] - self.cpu_ends[0]
             return {"steps": len(self.ends), "tokens_steps_2_n": tokens, "seconds_steps_2_n": seconds,
                     "tokens_per_s": tokens / seconds if seconds > 0 else None, "tokens_total": self.tokens,
+                    "cpu_seconds_steps_2_n": cpu_seconds, "tokens_per_cpu_s": tokens / cpu_seconds if cpu_seconds > 0 else None,
                     "peak_rss_mb": self.peak_rss_mb, "losses": [self.losses.get(s) for s in range(1, len(self.ends) + 1)],
                     "eval_loss": self.eval_loss, "trainable": self.trainable, "optim": self.optim}
 
@@ -267,7 +272,7 @@ def run_one(tool: str, method: str, spec_path: Path, scratch: Path, say) -> dict
             say("    " + line)
         return None
     result.update(load_before=before, load_after=after)
-    say(f"  {tool:12s} {method:6s} {result['tokens_per_s']:7.1f} tokens/s  peak RSS {result['peak_rss_mb']:6.0f} MB  "
+    say(f"  {tool:12s} {method:6s} {result['tokens_per_s']:7.1f} tokens/s ({result['tokens_per_cpu_s']:.1f} per CPU-s)  peak RSS {result['peak_rss_mb']:6.0f} MB  "
         f"wall {result['wall_s']:5.0f} s  eval loss {result['eval_loss']}  load {before} -> {after}")
     return result
 
@@ -323,24 +328,25 @@ def main() -> None:
             for tool in order:
                 results[f"{tool}/{method}"] = run_one(tool, method, spec_path, scratch, say)
     say()
-    say("| method | tool | trainable params | tokens/s (steps 2-N) | peak RSS (MB) | final val loss | load avg before -> after |")
-    say("|---|---|---|---|---|---|---|")
+    say("| method | tool | trainable params | tokens/s (steps 2-N) | tokens per CPU-second | peak RSS (MB) | final val loss | load avg before -> after |")
+    say("|---|---|---|---|---|---|---|---|")
     for method in methods:
         for tool in ("evalkit", "llamafactory"):
             r = results.get(f"{tool}/{method}")
             if r:
-                say(f"| {method} | {tool} | {r['trainable']:,} | {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:,.0f} | "
+                say(f"| {method} | {tool} | {r['trainable']:,} | {r['tokens_per_s']:.1f} | {r['tokens_per_cpu_s']:.1f} | {r['peak_rss_mb']:,.0f} | "
                     f"{fmt_loss(r['eval_loss'])} | {r['load_before']} -> {r['load_after']} |")
             else:
-                say(f"| {method} | {tool} | failed | | | | |")
+                say(f"| {method} | {tool} | failed | | | | | |")
     say()
-    say("| method | evalkit / LLaMA-Factory tokens/s | peak RSS ratio | same non-pad tokens |")
-    say("|---|---|---|---|")
+    say("| method | evalkit / LLaMA-Factory tokens/s | per CPU-second | peak RSS ratio | same non-pad tokens |")
+    say("|---|---|---|---|---|")
     for method in methods:
         e, l = results.get(f"evalkit/{method}"), results.get(f"llamafactory/{method}")
         if e and l:
             same = "yes" if e["tokens_total"] == l["tokens_total"] else f"no ({e['tokens_total']} vs {l['tokens_total']})"
-            say(f"| {method} | {e['tokens_per_s'] / l['tokens_per_s']:.2f}x | {e['peak_rss_mb'] / l['peak_rss_mb']:.2f} | {same} |")
+            say(f"| {method} | {e['tokens_per_s'] / l['tokens_per_s']:.2f}x | {e['tokens_per_cpu_s'] / l['tokens_per_cpu_s']:.2f}x | "
+                f"{e['peak_rss_mb'] / l['peak_rss_mb']:.2f} | {same} |")
     say()
     for method in methods:
         e, l = results.get(f"evalkit/{method}"), results.get(f"llamafactory/{method}")
