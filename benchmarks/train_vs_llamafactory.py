@@ -4,7 +4,7 @@ For each method (LoRA, QLoRA 4-bit, full, freeze) both tools train SmolLM2-135M-
 on the same 880 alpaca_zh_demo training records (rows [0:900] less evalkit's fixed 20-record validation
 split, which LLaMA-Factory gets as its eval_dataset), with matched settings: the trainers/<method>.yaml
 hyper-parameters, batch 4, cutoff 192 with the same truncation (evalkit's default is LLaMA-Factory's),
-data order from the same seed (step-1 losses must agree), gradient checkpointing off in both
+data order from the same seed (the losses agree at every step), gradient checkpointing off in both
 (LLaMA-Factory's default is on), one thread each, one validation pass after the last step in both.
 Each (tool, method) runs in its own process; the order alternates (evalkit first, then LLaMA-Factory
 first, ...) so a change in machine load does not always favour one tool.
@@ -18,7 +18,7 @@ less so); peak RSS of the
 process at the end of training; the loss at every step; the final validation loss.
 
     bash benchmarks/setup_llamafactory.sh        # once: .venv-llamafactory
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_vs_llamafactory.py --steps 10
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_vs_llamafactory.py --steps 6
     .venv/bin/python benchmarks/train_vs_llamafactory.py --methods lora --steps 5 --log /tmp/lf.txt
 
 The worker half of this file runs in either virtualenv, so it imports neither tool at module level.
