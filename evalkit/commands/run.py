@@ -39,6 +39,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--split", default=None, metavar="NAME",
                    help="multiple-choice tasks: evaluate this split instead of the spec's (ceval: test writes "
                         "predictions for C-Eval's leaderboard, no accuracy)")
+    p.add_argument("--reference-format", choices=["plain", "llamafactory"], default="plain",
+                   help="generation tasks: score against the reference as written (default) or as LLaMA-Factory's "
+                        "predict does (decoded label with the template's end of turn, e.g. a trailing newline)")
     p.add_argument("--output-dir", default="results", help="where results_*.json and samples_*.jsonl go")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16")
@@ -126,7 +129,7 @@ def run(args) -> int:
                        truncation=args.truncation, seed=args.seed, progress=not args.no_progress,
                        full_prompt=args.full_prompt, max_new_tokens=args.max_new_tokens,
                        no_chat_template=args.no_chat_template, use_cache=not args.no_cache,
-                       threads=threads, split=args.split)
+                       threads=threads, split=args.split, reference_format=args.reference_format)
     results = run_evaluation(args.model, args.tasks, config, args.output_dir, device=args.device, dtype=args.dtype,
                              trust_remote_code=args.trust_remote_code, argv=["evalkit", *sys.argv[1:]],
                              store=args.store, record=not args.no_store, backend=args.backend,

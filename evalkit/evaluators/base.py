@@ -23,6 +23,7 @@ class RunConfig:
     use_cache: bool = True  # read and write the request cache (resume after a kill; --no-cache turns it off)
     threads: int | None = None  # torch CPU threads used (--threads; recorded, results do not depend on it)
     split: str | None = None  # multiple choice: score this split instead of the spec's eval_split
+    reference_format: str = "plain"  # generation: plain | llamafactory (see evalkit.metrics.text)
 
     def record(self) -> dict:
         return asdict(self)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from evalkit.cache import sha256_text
 from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import RunConfig, register
-from evalkit.metrics.text import METRICS, corpus_sacrebleu, sacrebleu_tokenizer, sample_scores, summarize_scores
+from evalkit.metrics.text import (METRICS, corpus_sacrebleu, sacrebleu_tokenizer, sample_scores, scoring_reference,
+                                  summarize_scores)
 from evalkit.results import RunOutput
 from evalkit.tasks.generation_data import GenerationSamples, load_samples
 from evalkit.tasks.generation_spec import GenerationSpec
@@ -44,12 +45,16 @@ class GenerationEvaluator:
     def run(self, prepared: PreparedGeneration, backend, config: RunConfig, output: RunOutput) -> dict:
         spec, samples = prepared.spec, prepared.data.samples
         chat = backend.chat_available and not config.no_chat_template
+        if config.reference_format == "llamafactory" and backend.tokenizer is None:
+            raise EvalkitError("--reference-format llamafactory renders the template's end of turn: with --backend "
+                               "openai pass --tokenizer MODEL")
         generations, timing = backend.generate([spec.instruction + s.input for s in samples], chat=chat,
                                                max_new_tokens=prepared.max_new_tokens, stop=tuple(spec.stop),
                                                config=config, label=spec.name)
         rows, per_sample = [], []
         for sample, generation in zip(samples, generations):
-            scores = sample_scores(generation.text, sample.reference)
+            reference = scoring_reference(sample.reference, backend.tokenizer, chat, config.reference_format)
+            scores = sample_scores(generation.text, reference)
             per_sample.append(scores)
             rows.append({
                 "task": spec.name, "index": sample.index, "input_sha256": sha256_text(sample.input),

@@ -10,6 +10,13 @@ step for step, so numbers are comparable with its ``predict`` output:
   characters (not words), uniform 4-gram weights.
 - Each score is multiplied by 100 and rounded to 4 decimals per sample; the task score is the mean.
 
+What differs is the reference (``scoring_reference``). ``plain`` (the default) scores against the
+reference text as written in the data. LLaMA-Factory's ``predict`` scores against the *decoded label*:
+the answer plus the template's end of turn (ChatML ``<|im_end|>\n``), tokenised and decoded with special
+tokens skipped, so for ChatML templates its reference ends with ``"\n"`` and BLEU-4 is a little lower
+(ROUGE is unchanged: jieba's "\n" word is whitespace). ``llamafactory`` rebuilds that label to
+reproduce its numbers exactly.
+
 ``corpus_sacrebleu`` is a second, differently defined number: sacrebleu's corpus BLEU (n-gram
 counts pooled over all samples, one brevity penalty, its own tokenizer), as lm-evaluation-harness
 reports it.
@@ -22,6 +29,7 @@ import logging
 from evalkit.metrics.accuracy import mean_stderr
 
 METRICS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")
+REFERENCE_FORMATS = ("plain", "llamafactory")
 
 
 def _jieba():
@@ -47,6 +55,30 @@ def sample_scores(prediction: str, reference: str) -> dict[str, float]:
     bleu = sentence_bleu([list(reference)], list(prediction), smoothing_function=SmoothingFunction().method3)
     scores["bleu-4"] = round(float(bleu) * 100, 4)  # nltk returns int 0 when no character matches
     return {key: scores[key] for key in METRICS}
+
+
+def template_suffix(tokenizer) -> str:
+    """What the chat template writes after an assistant answer (ChatML: ``"<|im_end|>\n"``)."""
+    marker = "EVALKIT-ANSWER-END"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}],
+                                         tokenize=False)
+    return text[text.rindex(marker) + len(marker):]
+
+
+def llamafactory_reference(reference: str, tokenizer, chat: bool) -> str:
+    """LLaMA-Factory's decoded label (UnsupervisedDatasetProcessor labels -> ComputeSimilarity's
+    ``batch_decode(labels, skip_special_tokens=True)``): answer + template suffix, round-tripped through
+    the tokenizer. Plain prompts (no chat template) add no suffix."""
+    ids = tokenizer(reference + (template_suffix(tokenizer) if chat else ""), add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def scoring_reference(reference: str, tokenizer, chat: bool, reference_format: str = "plain") -> str:
+    """The text BLEU/ROUGE compare a prediction with: the data's reference (``plain``) or LLaMA-Factory's
+    decoded label (``llamafactory``)."""
+    if reference_format == "llamafactory":
+        return llamafactory_reference(reference, tokenizer, chat)
+    return reference
 
 
 def summarize_scores(per_sample: list[dict[str, float]]) -> dict:

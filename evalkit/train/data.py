@@ -142,15 +142,15 @@ def record_messages(record, fmt: str, index: int, source: str, system: str | Non
     return sharegpt_messages(record[key], index, source)
 
 
-def tokenize_conversation(messages: list[dict], tokenizer, cutoff_len: int) -> dict | None:
-    """input_ids with labels on assistant turns only.
+def tokenize_conversation(messages: list[dict], tokenizer, cutoff_len: int, truncation: str = "llamafactory") -> dict | None:
+    """input_ids with labels on assistant turns only, at most ``cutoff_len`` tokens.
 
     The chat template is rendered for each growing prefix of the conversation; the text an
     assistant message adds (its content and end-of-turn token) is labelled, everything else
-    (system, user turns, the generation prompt) is -100.
+    (system, user turns, the generation prompt) is -100. Too long: see ``truncate_turns``.
     """
-    ids: list[int] = []
-    labels: list[int] = []
+    turns: list[tuple[list[int], list[int]]] = []  # (prompt ids, answer ids) per assistant turn
+    prompt: list[int] = []
     previous = ""
     for k in range(1, len(messages) + 1):
         next_is_assistant = k < len(messages) and messages[k]["role"] == "assistant"
@@ -158,13 +158,58 @@ def tokenize_conversation(messages: list[dict], tokenizer, cutoff_len: int) -> d
         if not text.startswith(previous):
             raise EvalkitError("the chat template does not render conversations incrementally; use a model with a standard template")
         piece = tokenizer(text[len(previous):], add_special_tokens=False)["input_ids"]
-        ids += piece
-        labels += piece if messages[k - 1]["role"] == "assistant" else [-100] * len(piece)
+        if messages[k - 1]["role"] == "assistant":
+            turns.append((prompt, piece))
+            prompt = []
+        else:
+            prompt = prompt + piece
         previous = text
-    ids, labels = ids[:cutoff_len], labels[:cutoff_len]
+    if prompt:
+        turns.append((prompt, []))  # a conversation ending on a user turn: nothing to learn from its end
+    ids, labels = truncate_turns(turns, cutoff_len, truncation)
     if all(label == -100 for label in labels):
         return None  # answer cut off entirely (or no assistant turn): nothing to learn from
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def truncate_turns(turns: list[tuple[list[int], list[int]]], cutoff_len: int, truncation: str) -> tuple[list[int], list[int]]:
+    """Join (prompt, answer) turns into ids and labels of at most ``cutoff_len`` tokens.
+
+    ``llamafactory`` (default): LLaMA-Factory's SupervisedDatasetProcessor, so both tools train on the
+    same tokens: turns are taken in order while budget is left, and each turn is cut by ``infer_seqlen``
+    (a short answer is kept whole and the prompt's end cut; else a short prompt is kept and the answer
+    cut; else both are cut in proportion to their lengths). A long prompt can lose its end, including
+    the ``<|im_start|>assistant`` header. ``keep_prompt`` (evalkit's former rule): the conversation is
+    cut after ``cutoff_len`` tokens, so a single-turn prompt stays whole and the answer loses its end
+    (an answer cut away entirely drops the example).
+    """
+    ids: list[int] = []
+    labels: list[int] = []
+    if truncation == "keep_prompt":
+        for prompt, answer in turns:
+            ids += prompt + answer
+            labels += [-100] * len(prompt) + answer
+        return ids[:cutoff_len], labels[:cutoff_len]
+    for prompt, answer in turns:
+        if len(ids) >= cutoff_len:
+            break
+        prompt_len, answer_len = infer_seqlen(len(prompt), len(answer), cutoff_len - len(ids))
+        ids += prompt[:prompt_len] + answer[:answer_len]
+        labels += [-100] * prompt_len + answer[:answer_len]
+    return ids, labels
+
+
+def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int, int]:
+    """LLaMA-Factory's rule (src/llamafactory/data/processor/processor_utils.py), line for line."""
+    if target_len * 2 < cutoff_len:  # truncate source
+        max_target_len = cutoff_len
+    elif source_len * 2 < cutoff_len:  # truncate target
+        max_target_len = cutoff_len - source_len
+    else:  # truncate both
+        max_target_len = int(cutoff_len * (target_len / (source_len + target_len)))
+    new_target_len = min(max_target_len, target_len)
+    new_source_len = min(max(cutoff_len - new_target_len, 0), source_len)
+    return new_source_len, new_target_len
 
 
 def text_blocks(texts: list[str], tokenizer, block: int) -> list[dict]:
@@ -229,7 +274,7 @@ def load_training_data(recipe: Recipe, tokenizer) -> TrainData:
                 examples.append(pairwise_example(record, index, source, recipe.system))
             else:
                 example = tokenize_conversation(record_messages(record, fmt, index, source, recipe.system),
-                                                tokenizer, recipe.cutoff_len)
+                                                tokenizer, recipe.cutoff_len, recipe.truncation)
                 if example is not None:
                     examples.append(example)
         return examples

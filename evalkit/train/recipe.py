@@ -20,6 +20,7 @@ from evalkit.errors import EvalkitError
 
 STAGES = ("sft", "pt", "dpo")
 FORMATS = ("auto", "alpaca", "sharegpt", "text", "pairwise")
+TRUNCATIONS = ("llamafactory", "keep_prompt")  # see evalkit.train.data.truncate_turns
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Recipe:
     max_samples: int | None = None  # keep the first N records of the range (quick runs)
     val_size: float = 0.0  # fraction (<1) or count (>=1) of the range held out as a fixed validation split
     cutoff_len: int = 512  # tokens per sample (pt: block size)
+    truncation: str = "llamafactory"  # sft over cutoff_len: llamafactory (cut prompt and answer) | keep_prompt
     packing: bool = False  # padding-free packing of short samples (sft)
     system: str | None = None  # system prompt for alpaca records without one
 
@@ -53,7 +55,8 @@ class Recipe:
     logging_steps: int = 10
     save_steps: int = 500
     save_total_limit: int | None = 2
-    eval_steps: int | None = None
+    eval_steps: int | None = None  # validate every N steps (default: save_steps); needs val_size
+    eval_at_end: bool = False  # also validate after the last step when it is not a multiple of eval_steps
     seed: int = 42
     report_to: str = "tensorboard"  # tensorboard | none
     gradient_checkpointing: bool = False
@@ -149,6 +152,8 @@ def recipe_from_dict(data: dict, source: str = "recipe") -> Recipe:
         raise EvalkitError(f"{source}: unknown stage {recipe.stage!r}; use one of {', '.join(STAGES)}")
     if recipe.dataset_format not in FORMATS:
         raise EvalkitError(f"{source}: unknown dataset_format {recipe.dataset_format!r}; use one of {', '.join(FORMATS)}")
+    if recipe.truncation not in TRUNCATIONS:
+        raise EvalkitError(f"{source}: unknown truncation {recipe.truncation!r}; use one of {', '.join(TRUNCATIONS)}")
     if recipe.dataset_range is not None and (len(recipe.dataset_range) != 2 or not all(isinstance(i, int) for i in recipe.dataset_range)):
         raise EvalkitError(f"{source}: dataset_range must be [start, end], e.g. [0, 900]")
     if recipe.quantization_bit not in (None, 4, 8):

@@ -190,6 +190,7 @@ def train(recipe: Recipe, callbacks=()) -> Path:
 
     trainer = _trainer(recipe, method, model, tokenizer, data, base_path)
     trainer.add_callback(_ManifestCallback(recipe, data.info, base_path, base_identity, trainable))
+    trainer.add_callback(_EvaluationSchedule(recipe.eval_at_end))
     for callback in callbacks:
         trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=resume_path)
@@ -253,6 +254,22 @@ def _trainer(recipe: Recipe, method, model, tokenizer, data, base_path: str):
         collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     return Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, data_collator=collator,
                    processing_class=tokenizer, optimizers=optimizers)
+
+
+class _EvaluationSchedule(TrainerCallback):
+    """Validate only at multiples of eval_steps. transformers (>= 4.5x) also validates after the last step
+    whenever a step-based schedule is set: a 10-step run with eval_steps 30 paid a full validation pass
+    nobody asked for. That end-of-run pass happens here only with ``eval_at_end: true``."""
+
+    def __init__(self, eval_at_end: bool):
+        self.eval_at_end = eval_at_end
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # Runs after transformers' DefaultFlowCallback (callbacks run in the order they were added).
+        last = state.global_step >= state.max_steps
+        if last and not self.eval_at_end and state.eval_steps and state.global_step % state.eval_steps != 0:
+            control.should_evaluate = False
+        return control
 
 
 class _ManifestCallback(TrainerCallback):
