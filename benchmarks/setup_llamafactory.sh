@@ -9,16 +9,8 @@ VENV=.venv-llamafactory
 LLAMAFACTORY_VERSION=0.9.5
 TORCH_VERSION=2.13.0
 
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
-# torch first and as the CPU build (a bare `pip install torch` pulls the multi-GB CUDA build):
-# the machine's local wheel when there is one, else PyTorch's CPU index.
-WHEEL=$(ls /opt/wheels/torch-${TORCH_VERSION}+cpu-*.whl 2>/dev/null | head -n 1 || true)
-if [ -n "$WHEEL" ]; then
-    "$VENV/bin/python" -m pip install -q "$WHEEL"
-else
-    "$VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
-fi
+source benchmarks/cpu_venv.sh
+make_cpu_venv "$VENV" "$TORCH_VERSION"
 # LLaMA-Factory itself without dependencies, then its requirements minus torch/torchvision/torchaudio
 # (their PyPI builds pull CUDA libraries and a different torch); the metric and 4-bit extras for
 # `predict` and QLoRA.

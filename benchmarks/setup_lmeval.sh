@@ -11,15 +11,7 @@ TORCH_VERSION=2.13.0
 # The same transformers as evalkit's venv, so both run the same model code.
 TRANSFORMERS_VERSION=$(.venv/bin/python -c 'import transformers; print(transformers.__version__)' 2>/dev/null || echo 5.23.0)
 
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
-# torch first and as the CPU build (a bare `pip install torch` pulls the multi-GB CUDA build):
-# the machine's local wheel when there is one, else PyTorch's CPU index.
-WHEEL=$(ls /opt/wheels/torch-${TORCH_VERSION}+cpu-*.whl 2>/dev/null | head -n 1 || true)
-if [ -n "$WHEEL" ]; then
-    "$VENV/bin/python" -m pip install -q "$WHEEL"
-else
-    "$VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
-fi
+source benchmarks/cpu_venv.sh
+make_cpu_venv "$VENV" "$TORCH_VERSION"
 "$VENV/bin/python" -m pip install -q "lm_eval==${LM_EVAL_VERSION}" "transformers==${TRANSFORMERS_VERSION}" "torch==${TORCH_VERSION}" accelerate
 "$VENV/bin/python" -c "import lm_eval, torch, transformers; print('lm_eval', lm_eval.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
