@@ -27,8 +27,8 @@ def cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def evaluate(model, output: Path, store: Path, limit: int = 12, tasks: str = TASKS) -> Path:
-    code, _, err = cli("run", "--model", str(model), "--tasks", tasks, "--limit", str(limit), "--max-new-tokens", "4",
+def evaluate(model, output: Path, store: Path, limit: int = 12, tasks: str = TASKS, max_new_tokens: int = 4) -> Path:
+    code, _, err = cli("run", "--model", str(model), "--tasks", tasks, "--limit", str(limit), "--max-new-tokens", str(max_new_tokens),
                        "--truncation", "left", "--output-dir", str(output), "--store", str(store), "--no-progress")
     assert code == 0, err
     return next(output.rglob("results_*.json"))
