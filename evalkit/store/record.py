@@ -179,6 +179,15 @@ def import_directory(directory: str | Path, store: str | None = None) -> tuple[l
     return new, known, skipped
 
 
+def read_run(path: str | Path) -> Run:
+    """The Run a results file describes, checked and not stored (``evalkit gate`` compares files as they are)."""
+    path = Path(path)
+    try:
+        return _run_from_file(path)
+    except ValueError as exc:
+        raise EvalkitError(f"{path}: {exc}; pass an evalkit results_*.json file") from None
+
+
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -78,3 +78,21 @@ class Score(Base):
     n: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     task_result: Mapped[TaskResult] = relationship(back_populates="scores")
+
+
+class RunTag(Base):
+    """A label on a run, e.g. ``accepted`` by the nightly job of a suite once its gate passed.
+
+    A table of its own (not a column on ``runs``) so that stores created before it gain it by
+    ``create_all`` without a migration.
+    """
+
+    __tablename__ = "run_tags"
+    __table_args__ = (Index("ix_run_tag", "tag", "suite"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    tag: Mapped[str] = mapped_column(String(32))  # accepted
+    suite: Mapped[str] = mapped_column(String(200), default="")  # the suite whose gate accepted it
+    night: Mapped[str] = mapped_column(String(40), default="")  # the nightly job's night, e.g. 2026-11-23
+    tagged_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
