@@ -71,6 +71,7 @@ def _evalkit(*argv: str) -> subprocess.CompletedProcess:
                           timeout=900, cwd=REPO)
 
 
+@pytest.mark.slow  # a real server start and two nightly runs: minutes; the nightly job runs it
 def test_two_nightly_processes_into_postgres_then_gate_and_leaderboard(postgres_url, tmp_path, tiny_model_dir):
     suite = write_suite(tmp_path, [str(tiny_model_dir)])
     for night in ("2026-11-22", "2026-11-23"):  # two processes, one store
