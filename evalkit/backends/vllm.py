@@ -176,10 +176,11 @@ class VLLMBackend:
         return self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False,
                                  lora_request=self.lora)
 
-    def _chunks(self, count: int, memo, compute, label: str, unit: str) -> list:
+    @staticmethod
+    def _chunks(count: int, memo, compute, label: str, unit: str, progress: bool) -> list:
         """Run ``compute(indices) -> values`` chunk by chunk in input order, through the request cache."""
         results: list = [None] * count
-        bar = tqdm(total=count, desc=label, unit=unit, disable=not self._progress, dynamic_ncols=True)
+        bar = tqdm(total=count, desc=label, unit=unit, disable=not progress, dynamic_ncols=True)
         for start in range(0, count, CHUNK):
             batch = list(range(start, min(start + CHUNK, count)))
             values = memo.cached(batch) if memo is not None else None
@@ -226,8 +227,7 @@ class VLLMBackend:
                 rows.append([w / sum(weights) for w in weights])
             return rows
 
-        self._progress = config.progress
-        probabilities = self._chunks(len(requests), memo, compute, label or "scoring", "q")
+        probabilities = self._chunks(len(requests), memo, compute, label or "scoring", "q", config.progress)
         return [ChoiceScore(r, p, LETTERS[max(range(4), key=p.__getitem__)], len(s), t)
                 for r, p, s, t in zip(requests, probabilities, sequences, truncated)]
 
@@ -265,9 +265,8 @@ class VLLMBackend:
                 rows.append((text, tokens, finish))
             return rows
 
-        self._progress = config.progress
         started = time.perf_counter()
-        rows = self._chunks(len(sequences), memo, compute, label or "generating", "sample")
+        rows = self._chunks(len(sequences), memo, compute, label or "generating", "sample", config.progress)
         seconds = time.perf_counter() - started
         generations = [Generation(text, len(seq), len(tokens), finish, flag, list(tokens), prompt)
                        for (text, tokens, finish), seq, flag, prompt in zip(rows, sequences, truncated, prompts)]
@@ -312,8 +311,6 @@ class VLLMBackend:
                    "nll_sum": total_nll, "perplexity": math.exp(total_nll / total_predicted),
                    "perplexity_llamafactory": sum(per_doc) / len(per_doc)}
         return summary, rows
-
-    _progress = True
 
 
 def _lora_rank(rank: int) -> int:
