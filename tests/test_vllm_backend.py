@@ -1,6 +1,7 @@
 """--backend vllm against --backend hf on the real SmolLM2-135M-Instruct (fp32, CPU): the same questions give the same
 predictions (>= 199/200) and probabilities within 1e-4, greedy alpaca_zh texts are identical, and a LoRA adapter
-directory (run by vLLM through LoRARequest, by hf through PEFT) gives the same predictions on both.
+directory (run by vLLM through LoRARequest, by hf through PEFT) gives the same predictions on both, and
+perplexity over sliding windows (prompt_logprobs) equals hf's.
 
 Runs in the vLLM virtualenv only (the default one has no vLLM), by the nightly job:
     bash benchmarks/setup_vllm.sh
@@ -111,3 +112,25 @@ def test_lora_adapter_matches_hf(tmp_path, lora_adapter):
     assert moved > 1e-3  # the adapter is applied (else this would compare the base with itself)
     assert same == len(hf_rows)
     assert gap < 1e-4
+
+
+def test_perplexity_matches_hf():
+    """Sliding windows (64 tokens, stride 32: several windows per document) through prompt_logprobs vs hf."""
+    from evalkit.backends import BackendOptions, backend_class
+    from evalkit.evaluators.base import RunConfig
+    from evalkit.profile.perplexity import load_documents
+    from evalkit.tasks import resolve_tasks
+
+    os.environ.update(ENV)
+    documents = load_documents(resolve_tasks("perplexity_default")[0].spec)[0][:3]
+    config = RunConfig(progress=False, use_cache=False)
+    summaries = {}
+    for name in ("hf", "vllm"):
+        backend = backend_class(name).load(SMOLLM2, BackendOptions(dtype="float32", extra={"enforce_eager": True} if name == "vllm" else {}))
+        summaries[name] = backend.loglikelihood_rolling(documents, 64, 32, config)[0]
+        del backend
+    hf, vllm = summaries["hf"], summaries["vllm"]
+    assert vllm["predicted_tokens"] == hf["predicted_tokens"] > 3 * 64  # every token predicted once, over many windows
+    print(f"\nperplexity vllm {vllm['perplexity']:.6f} vs hf {hf['perplexity']:.6f}")
+    assert abs(vllm["perplexity"] / hf["perplexity"] - 1) < 1e-5
+    assert abs(vllm["perplexity_llamafactory"] / hf["perplexity_llamafactory"] - 1) < 1e-5
