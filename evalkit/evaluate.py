@@ -11,7 +11,7 @@ from tabulate import tabulate
 
 from evalkit.backends import BackendOptions, backend_class
 from evalkit.backends.request_cache import RequestCache
-from evalkit import preflight
+from evalkit import distributed, preflight
 from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import EVALUATORS, RunConfig
 from evalkit.models.loader import LoadedModel
@@ -38,6 +38,9 @@ def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = 
     """
     _load_evaluators()
     options = options or BackendOptions(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    distributed.init()  # under accelerate launch / torchrun: rank 0 writes and records, see evalkit/distributed.py
+    output_dir, record = distributed.rank_output(output_dir, record)
+    options.device = distributed.rank_device(options.device)
     backend_type = backend_class("hf" if lm is not None else backend)
     selections = resolve_tasks(tasks)
     preflight.check_unique_tasks(selections)
@@ -63,7 +66,7 @@ def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = 
     task_results, task_throughput = {}, {}
     with Profiler() as prof:
         with prof.phase("model_load"):
-            engine = backend_type(lm) if lm is not None else backend_type.load(model, options)
+            engine = distributed.wrap(backend_type(lm) if lm is not None else backend_type.load(model, options))
         if config.use_cache:
             engine.request_cache = RequestCache.open(engine.cache_namespace())
         load_seconds = time.time() - started

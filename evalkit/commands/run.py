@@ -70,6 +70,11 @@ def add_parser(subparsers) -> None:
     backend.add_argument("--tokenizer", default=None, metavar="MODEL",
                          help="openai: a local tokenizer (alias or directory) for --apply-chat-template and to bias "
                               "the four letters into the server's top log-probabilities")
+    for flag, kind, text in (("--tensor-parallel-size", positive_int, "GPUs per model replica"),
+                             ("--data-parallel-size", positive_int, "model replicas"),
+                             ("--gpu-memory-utilization", float, "fraction of GPU memory the engine may take"),
+                             ("--max-model-len", positive_int, "context length the engine allocates for")):
+        backend.add_argument(flag, type=kind, default=None, metavar="N", help=f"vllm: {text} (vLLM's engine argument)")
     p.add_argument("--store", default=None, metavar="URL",
                    help="results store: a SQLite path or SQLAlchemy URL (default: $EVALKIT_STORE or the user data dir)")
     p.add_argument("--no-store", action="store_true", help="do not record this run in the results store")
@@ -94,6 +99,9 @@ def positive_int(text: str) -> int:
     return value
 
 
+VLLM_ENGINE_ARGS = ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len")
+
+
 def backend_options(args):
     from evalkit.backends import BackendOptions
 
@@ -103,10 +111,13 @@ def backend_options(args):
         given = [flag for flag, value in (("--base-url", args.base_url), ("--tokenizer", args.tokenizer)) if value]
         if given or args.mc_mode != "logprobs":
             raise EvalkitError(f"{(given or ['--mc-mode'])[0]} is an option of --backend openai; drop it or add --backend openai")
+    engine = {name: getattr(args, name) for name in VLLM_ENGINE_ARGS if getattr(args, name, None) is not None}
+    if engine and args.backend != "vllm":
+        raise EvalkitError(f"--{next(iter(engine)).replace('_', '-')} is an option of --backend vllm; drop it or add --backend vllm")
     return BackendOptions(device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
                           base_url=args.base_url, api_key_env=args.api_key_env, concurrency=args.concurrency,
                           timeout=args.request_timeout, max_retries=args.max_retries, mc_mode=args.mc_mode,
-                          tokenizer=args.tokenizer)
+                          tokenizer=args.tokenizer, extra=engine)
 
 
 def run(args) -> int:

@@ -194,6 +194,9 @@ def train(recipe: Recipe, callbacks=()) -> Path:
     for callback in callbacks:
         trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=resume_path)
+    if not trainer.is_world_process_zero():  # under accelerate launch rank 0 writes the final checkpoint
+        trainer.accelerator.wait_for_everyone()
+        return output
 
     checkpoint.save_final(trainer.model, tokenizer, method, output, base_path, recipe)
     if method.name == "pissa":
@@ -201,6 +204,7 @@ def train(recipe: Recipe, callbacks=()) -> Path:
     manifest = checkpoint.build_manifest(recipe, data.info, base_path, base_identity, trainer.state, trainable)
     manifest["resumed_from"] = resume_path
     checkpoint.write_manifest(output, manifest)
+    trainer.accelerator.wait_for_everyone()  # the other ranks read it after this
     return output
 
 
@@ -281,7 +285,7 @@ class _ManifestCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         recipe, data_info, base_path, base_identity, trainable = self.args
         directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if directory.is_dir():
+        if directory.is_dir() and state.is_world_process_zero:  # the Trainer saved it from rank 0
             checkpoint.write_manifest(directory, checkpoint.build_manifest(recipe, data_info, base_path, base_identity,
                                                                            state, trainable))
         return control
