@@ -59,6 +59,10 @@ def profiled_train(recipe, store: str | None = None, record: bool = True) -> tup
         with prof.phase("total"):
             output = train(recipe, callbacks=[TrainingThroughput(prof)])
     profile = prof.result()
+    from evalkit.distributed import world
+
+    if world()[0] != 0:  # under accelerate launch / torchrun the checkpoint and its records are rank 0's
+        return output, profile, {}
     (output / PROFILE_FILE).write_text(json.dumps(profile, indent=2), encoding="utf-8")
     stored = {}
     if record:
