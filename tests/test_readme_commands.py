@@ -239,6 +239,10 @@ def test_every_readme_command_is_classified():
     assert not stale, "listed here but no longer in the README:\n" + "\n".join(stale)
     twice = [text for text in in_readme if sum(text in group for group in groups.values()) > 1]
     assert not twice, f"listed in more than one group: {twice}"
+    runnable = ("evalkit ", ".venv/bin/evalkit ", "python ", ".venv/bin/python ")
+    unrunnable = [text for text in [*FAST, *SLOW, *(c for forms in USAGE.values() for c in forms)]
+                  if not text.startswith(runnable)]
+    assert not unrunnable, f"the test runs only evalkit and python commands; list these in EXPENSIVE: {unrunnable}"
 
 
 def test_evalkit_commands_parse_as_written():
