@@ -290,3 +290,19 @@ def test_readme_block_runs(block, tmp_path):
     for _, _, text in (c for c in COMMANDS if c[0] == block):
         if text in FAST or text in SLOW:
             _run(text, clone, timeout=3600)
+
+
+def _python_scripts_with_options() -> list[str]:
+    return [text for _, _, text in COMMANDS
+            if text.startswith((".venv/bin/python ", "python ")) and text.split()[1].endswith(".py") and " --" in text]
+
+
+@pytest.mark.parametrize("command", _python_scripts_with_options())
+def test_python_script_options_exist(command, tmp_path):
+    """The benchmark scripts are not run (EXPENSIVE), but the options the README gives them must exist."""
+    script = shlex.split(command)[1]
+    done = subprocess.run([sys.executable, script, "--help"], cwd=_fresh_clone(tmp_path), capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    unknown = sorted(set(re.findall(r"(?<!\S)--[a-z][a-z0-9-]*", command)) - set(re.findall(r"--[a-z][a-z0-9-]*", done.stdout)))
+    assert not unknown, f"README line {_line(command)}: {script} has no option {unknown}"
