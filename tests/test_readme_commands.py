@@ -40,11 +40,14 @@ FAST = {
 USAGE = {
     "evalkit run --model MODEL --tasks TASKS [--num-fewshot 0..5] [--limit N] [--batch-size N|auto] "
     "[--prompt-style llamafactory|lm_eval] [--apply-chat-template] [--truncation error|left] "
-    "[--output-dir results] [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--seed 1234] "
+    "[--reference-format plain|llamafactory] [--output-dir results] [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--seed 1234] "
     "[--backend hf|openai|vllm] [--base-url URL] [--concurrency N] [--no-cache]": ["evalkit run --help"],
     "evalkit serve --model MODEL [--port 8000] [--api-key KEY]": ["evalkit serve --help"],
     "evalkit cache info|clear": ["evalkit cache info", "evalkit cache clear"],
     "evalkit tasks [TASK]": ["evalkit tasks", "evalkit tasks cmmlu"],
+    # an example with stand-in file names (results_A.json, results_B.json)
+    "evalkit gate --baseline results/smollm2-135m-instruct/results_A.json --candidate results/ckpt/results_B.json "
+    "--floor cmmlu=20 --summary gate.md --verdict gate.json": ["evalkit gate --help"],
 }
 
 # Cheap enough to run, too slow for the default suite: the nightly job runs them, in README order, with the
@@ -70,6 +73,7 @@ SLOW = {
     "evalkit train trainers/lora.yaml max_steps=6 save_steps=6 eval_steps=6 report_to=none "
     "output_dir=checkpoints/smollm2-lora-alpaca-zh": "6 LoRA steps on SmolLM2",
     "evalkit run --model smollm2-135m-instruct --tasks cmmlu --limit 3": "201 questions on SmolLM2",
+    "evalkit run --model smollm2-135m-instruct --tasks ceval --num-fewshot 5 --limit 5": "260 5-shot questions on SmolLM2",
     "evalkit run --model checkpoints/smollm2-lora-alpaca-zh --tasks cmmlu --limit 3":
         "201 questions on the checkpoint trained above",
     "evalkit report --base smollm2-135m-instruct --candidate checkpoints/smollm2-lora-alpaca-zh --output report.html":
@@ -81,7 +85,7 @@ EXPENSIVE = {
     "bash scripts/setup.sh": "creates .venv and installs packages from the network; this suite runs in its result",
     ".venv/bin/python -m pytest -q": "the whole test suite, this test included",
     ".venv/bin/evalkit run --model smollm2-135m-instruct --tasks mmlu,cmmlu,ceval --num-fewshot 5 --batch-size auto":
-        "the full benchmarks, 5-shot: hours on a CPU (and C-Eval's data is not vendored)",
+        "the full benchmarks, 5-shot: hours on a CPU",
     "evalkit serve --model smollm2-135m-instruct --port 8000 &": "a server that runs until stopped",
     "evalkit run --backend openai --base-url http://127.0.0.1:8000/v1 --model smollm2-135m-instruct --tasks cmmlu "
     "--num-fewshot 5 --limit 20 --concurrency 8 --tokenizer smollm2-135m-instruct":
@@ -104,6 +108,17 @@ EXPENSIVE = {
     "bash benchmarks/setup_lmeval.sh": "creates a second virtualenv with lm-evaluation-harness from the network",
     ".venv/bin/python benchmarks/mc_throughput.py --subjects 10 --per-subject 50 --batch-size 8 --lmeval-batch-size 8":
         "500 5-shot questions through three paths: half an hour",
+    "evalkit run --model smollm2-135m-instruct --tasks ceval --split test --num-fewshot 5 --batch-size auto":
+        "all 12,342 C-Eval test questions, 5-shot",
+    "bash benchmarks/setup_llamafactory.sh": "creates a virtualenv with LLaMA-Factory from the network",
+    "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_vs_llamafactory.py --steps 6": "~40 min of training in two tools",
+    '.venv/bin/evalkit nightly suites/smoke.yaml --summary "$GITHUB_STEP_SUMMARY"':
+        "the whole nightly job (every model on every task of the suite); its own tests cover it",
+    ".venv/bin/python -m pip install -q -e '.[postgres]'": "installs packages from the network",
+    ".venv/bin/python -m pytest -q -m slow": "the nightly test suite, this test included",
+    ".venv/bin/python -m pytest benchmarks/ --benchmark-only --benchmark-autosave $(ls .benchmarks/*/*.json "
+    ">/dev/null 2>&1 && echo --benchmark-compare --benchmark-compare-fail=median:200%)":
+        "the performance baselines: minutes of timed real-model work",
 }
 
 # Input folders of the repository that README commands name (linked into the temporary clone).
@@ -174,8 +189,26 @@ def readme_commands(text: str) -> list[tuple[int, int, str]]:
                 logical.append([number, line.strip()])
             continued = backslash
         for number, line in logical:
-            found.extend((block, number, " ".join(part.split())) for part in line.split(" && "))
+            found.extend((block, number, " ".join(part.split())) for part in _split_and(line))
     return found
+
+
+def _split_and(line: str) -> list[str]:
+    """``a && b`` as [a, b]; an && inside quotes or ``$(...)`` stays where it is."""
+    parts, start, depth, quote = [], 0, 0, None
+    for i, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif depth == 0 and line.startswith(" && ", i):
+            parts.append(line[start:i])
+            start = i + 4
+    return [*parts, line[start:]]
 
 
 COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
@@ -183,8 +216,16 @@ COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
 
 # --- running -------------------------------------------------------------------------------------------
 
+def _program_words(command: str) -> list[str]:
+    """The command's words after any leading VAR=value assignments."""
+    words = shlex.split(command.removesuffix(" &"))
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        words = words[1:]
+    return words
+
+
 def _argv(command: str, clone: Path) -> list[str]:
-    words = shlex.split(command)
+    words = _program_words(command)
     program, args = words[0], words[1:]
     args = [str(clone / OUTSIDE_PATHS[a]) if a in OUTSIDE_PATHS else a for a in args]
     if program in ("evalkit", ".venv/bin/evalkit"):
@@ -251,7 +292,7 @@ def test_evalkit_commands_parse_as_written():
 
     parser = build_parser()
     for _, number, text in COMMANDS:
-        words = shlex.split(text.removesuffix(" &"))
+        words = _program_words(text)
         if text in USAGE or words[0] not in ("evalkit", ".venv/bin/evalkit"):
             continue
         error = io.StringIO()
@@ -293,14 +334,14 @@ def test_readme_block_runs(block, tmp_path):
 
 
 def _python_scripts_with_options() -> list[str]:
-    return [text for _, _, text in COMMANDS
-            if text.startswith((".venv/bin/python ", "python ")) and text.split()[1].endswith(".py") and " --" in text]
+    return [text for _, _, text in COMMANDS if " --" in text
+            and _program_words(text)[0] in (".venv/bin/python", "python") and _program_words(text)[1].endswith(".py")]
 
 
 @pytest.mark.parametrize("command", _python_scripts_with_options())
 def test_python_script_options_exist(command, tmp_path):
     """The benchmark scripts are not run (EXPENSIVE), but the options the README gives them must exist."""
-    script = shlex.split(command)[1]
+    script = _program_words(command)[1]
     done = subprocess.run([sys.executable, script, "--help"], cwd=_fresh_clone(tmp_path), capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-2000:]
