@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import sys
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     from evalkit.threads import passive_openmp
 
     passive_openmp()
+    # bitsandbytes logs a failed optional import of `kernels` at import time on AVX512-BF16 CPUs, and peft or
+    # transformers may import it before any command runs: set its logger's level first (see quiet_third_party).
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

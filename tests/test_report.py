@@ -132,7 +132,7 @@ def test_training_is_profiled_and_recorded(tiny_model_dir, tmp_path, capsys):
     assert run.tasks[0].n == 2 and run.created_at
     # a later import of the same checkpoint keeps the one run and its profile
     code, out, _ = run_cli(capsys, "import", str(tmp_path / "ckpt"), "--store", store)
-    assert code == 0 and f": {run.id} " in out
+    assert code == 0 and "recorded 0 new run(s)" in out and f"already in the store: run(s) {run.id}" in out
     assert Path(run.model_name).name == "ckpt"
 
 

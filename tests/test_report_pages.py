@@ -70,7 +70,7 @@ def evaluated(request, tmp_path_factory):
     rows[0]["prediction"] = INJECTED
     samples.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     code, out, err = capsys.run("import", str(injected_dir), "--store", store)
-    assert code == 0 and "recorded 1 run(s)" in out, err
+    assert code == 0 and "recorded 1 new run(s)" in out, err
     if not CHROMIUM.is_file():
         pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
     sides = compare(*models, store)
