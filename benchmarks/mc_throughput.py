@@ -148,6 +148,10 @@ def plain_model_dir(spec: str, work: Path) -> Path:
 def run_lmeval(args, keys: list[str], work: Path) -> dict:
     """lm_eval as a subprocess; returns timings, contexts and letter log-likelihoods per (subject, doc)."""
     model_dir = plain_model_dir(args.model, work)
+    sys.path.insert(0, str(LMEVAL_TASKS))
+    import make_tasks  # the per-subject task files, generated from evalkit's spec (not committed)
+
+    make_tasks.main()
     timing_file, output = work / "lmeval_timing.jsonl", work / "lmeval_output"
     timing_file.unlink(missing_ok=True)
     dtype = "float32" if args.device == "cpu" else "bfloat16"
