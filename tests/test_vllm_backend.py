@@ -118,7 +118,7 @@ def test_perplexity_matches_hf():
     """Sliding windows (64 tokens, stride 32: several windows per document) through prompt_logprobs vs hf."""
     from evalkit.backends import BackendOptions, backend_class
     from evalkit.evaluators.base import RunConfig
-    from evalkit.profile.perplexity import load_documents
+    from evalkit.tasks.perplexity_spec import load_documents
     from evalkit.tasks import resolve_tasks
 
     os.environ.update(ENV)

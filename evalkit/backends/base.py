@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from evalkit.evaluators.base import RunConfig
-    from evalkit.profile.perplexity import Document
+    from evalkit.tasks.perplexity_spec import Document
     from evalkit.requests import MultipleChoiceRequest
     from evalkit.scoring.generation import Generation
     from evalkit.scoring.multiple_choice import ChoiceScore

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import RunConfig, register
-from evalkit.profile.perplexity import Document, PerplexitySpec, load_documents
+from evalkit.tasks.perplexity_spec import Document, PerplexitySpec, load_documents
 from evalkit.results import RunOutput
 from evalkit.tasks.registry import TaskSelection
 

@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import load_model
-from evalkit.profile.perplexity import PerplexitySpec, load_documents, perplexity
+from evalkit.profile.perplexity import perplexity
+from evalkit.tasks.perplexity_spec import PerplexitySpec, load_documents
 from evalkit.profile.profiler import Profiler
 from evalkit.results import RunOutput, environment
 from evalkit.tasks.registry import resolve_tasks

@@ -1,7 +1,8 @@
 import csv
 
 from evalkit.tasks.registry import TaskSelection, available_tasks, resolve_tasks
-from evalkit.tasks.spec import MultipleChoiceSpec, TaskSpec, load_spec
+from evalkit.tasks.loading import load_spec
+from evalkit.tasks.spec import MultipleChoiceSpec, TaskSpec
 
 # Task data (mc_data.py, generation_data.py) may hold long passages: csv's default 128 KiB per field
 # rejects them with a misleading quoting error. 2**31 - 1 is the largest limit every platform takes.

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.errors import EvalkitError
-from evalkit.tasks.spec import TaskSpec, load_spec
+from evalkit.tasks.loading import load_spec
+from evalkit.tasks.spec import TaskSpec
 
 
 def tasks_dir() -> Path:

@@ -2,16 +2,15 @@
 
 A spec says where the data lives (relative to the spec file, or a hub dataset), which splits and
 subjects exist, how subjects map to categories, and the prompt styles. Each task ``type`` has its
-own dataclass; ``TASK_TYPES`` maps the YAML ``type`` to the class that parses it.
+own dataclass (multiple choice here; generation_spec.py, perplexity_spec.py); loading.py reads a YAML file
+into the one its ``type`` names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import yaml
+from typing import Any
 
 from evalkit.cache import sha256_file
 from evalkit.errors import EvalkitError
@@ -82,24 +81,6 @@ class MultipleChoiceSpec(TaskSpec):
         )
 
 
-TASK_TYPES: dict[str, Callable[[dict, Path], TaskSpec]] = {
-    "multiple_choice": MultipleChoiceSpec.from_dict,
-}
-
-
-def load_spec(path: Path) -> TaskSpec:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EvalkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the spec file") from None
-    if not isinstance(raw, dict):
-        raise EvalkitError(f"{path}: a task spec must be a YAML mapping")
-    kind = raw.get("type")
-    if kind not in TASK_TYPES:
-        raise EvalkitError(f"{path}: unknown task type {kind!r}; use one of {', '.join(TASK_TYPES)}")
-    return TASK_TYPES[kind](raw, path)
-
-
 def _require(raw: dict, keys: list[str], path: Path) -> None:
     missing = [k for k in keys if k not in raw]
     if missing:
@@ -108,22 +89,3 @@ def _require(raw: dict, keys: list[str], path: Path) -> None:
 
 def as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _generation_spec(raw: dict, path: Path) -> TaskSpec:
-    # Lives in its own module (it builds on TaskSpec above; importing it lazily avoids a cycle).
-    from evalkit.tasks.generation_spec import GenerationSpec
-
-    return GenerationSpec.from_dict(raw, path)
-
-
-TASK_TYPES["generation"] = _generation_spec
-
-
-def _perplexity_spec(raw: dict, path: Path) -> TaskSpec:
-    from evalkit.profile.perplexity import PerplexitySpec  # lazy, like generation: avoids a cycle
-
-    return PerplexitySpec.from_dict(raw, path)
-
-
-TASK_TYPES["perplexity"] = _perplexity_spec
