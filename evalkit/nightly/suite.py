@@ -7,11 +7,11 @@ import glob
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalkit.errors import EvalkitError
 from evalkit.gate.thresholds import Thresholds
+from evalkit.yaml_files import read_yaml
 
 
 class Strict(BaseModel):
@@ -64,10 +64,7 @@ def load_suite(path: str | Path) -> Suite:
     path = Path(path)
     if not path.is_file():
         raise EvalkitError(f"suite file {path} does not exist; pass a YAML file such as suites/smoke.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EvalkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise EvalkitError(f"{path}: a suite is a mapping with name, models, tasks (see suites/smoke.yaml)")
     raw.setdefault("name", path.stem)

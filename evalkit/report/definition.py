@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from evalkit.errors import EvalkitError
 from evalkit.report.figures import PROFILE_LABELS
+from evalkit.yaml_files import read_yaml
 
 # metric -> multiplier for display (accuracy is stored as a fraction, shown in %)
 DISPLAY_SCALE = {"acc": 100.0}
@@ -49,10 +49,7 @@ def load_definition(path: str | Path | None) -> Leaderboard:
     path = Path(path) if path else leaderboards_dir() / "default.yaml"
     if not path.is_file():
         raise EvalkitError(f"leaderboard definition {path} does not exist; pass a YAML file such as leaderboards/default.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EvalkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or not raw.get("columns"):
         raise EvalkitError(f"{path}: needs a 'columns' list of {{task: ..., metric: ...}} entries")
     columns = []

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from evalkit.errors import EvalkitError
 from evalkit.tasks.generation_spec import GenerationSpec
 from evalkit.tasks.perplexity_spec import PerplexitySpec
 from evalkit.tasks.spec import MultipleChoiceSpec, TaskSpec
+from evalkit.yaml_files import read_yaml
 
 TASK_TYPES: dict[str, Callable[[dict, Path], TaskSpec]] = {
     "multiple_choice": MultipleChoiceSpec.from_dict,
@@ -21,10 +20,7 @@ TASK_TYPES: dict[str, Callable[[dict, Path], TaskSpec]] = {
 
 
 def load_spec(path: Path) -> TaskSpec:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EvalkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the spec file") from None
+    raw = read_yaml(path, "fix the spec file")
     if not isinstance(raw, dict):
         raise EvalkitError(f"{path}: a task spec must be a YAML mapping")
     kind = raw.get("type")

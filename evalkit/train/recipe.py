@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from evalkit.errors import EvalkitError
+from evalkit.yaml_files import read_yaml
 
 STAGES = ("sft", "pt", "dpo")
 FORMATS = ("auto", "alpaca", "sharegpt", "text", "pairwise")
@@ -127,10 +128,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise EvalkitError(f"recipe {path} does not exist; pass a YAML file such as trainers/lora.yaml")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise EvalkitError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise EvalkitError(f"{path}: a recipe is a mapping of option: value")
     for item in overrides or []:
