@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import sys
@@ -55,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     from evalkit.threads import passive_openmp
 
     passive_openmp()
-    # bitsandbytes logs a failed optional import of `kernels` at import time on AVX512-BF16 CPUs, and peft or
-    # transformers may import it before any command runs: set its logger's level first (see quiet_third_party).
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    from evalkit.models.loader import quiet_bitsandbytes
+
+    quiet_bitsandbytes()  # before any command imports peft/transformers, which import bitsandbytes
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -72,6 +72,14 @@ def silence_deprecations() -> None:
     warnings.filterwarnings("ignore", message=r".*`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
+def quiet_bitsandbytes() -> None:
+    """bitsandbytes' CPU backend logs a failed optional import of the `kernels` package (a faster 4-bit kernel)
+    when it is imported, on AVX512-BF16 CPUs: set its logger's level before peft or transformers import it."""
+    import logging
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
 def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
     quiet_transformers()
     device = pick_device(device)

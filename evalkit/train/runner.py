@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import shutil
 import sys
 from pathlib import Path
@@ -137,11 +136,11 @@ def training_arguments(recipe: Recipe, method, has_validation: bool, dpo: bool):
 
 def quiet_third_party() -> None:
     """Silence stderr lines that tell the user nothing they can act on, by their exact source and text:
-    bitsandbytes' CPU backend logs a failed optional import of the `kernels` package (a faster 4-bit kernel)
-    on import; transformers warns that its own Trainer calls a deprecated method, on every run."""
-    from evalkit.models.loader import silence_deprecations
+    bitsandbytes' notice about its optional `kernels` package; transformers' warning that its own Trainer
+    calls a deprecated method, on every run."""
+    from evalkit.models.loader import quiet_bitsandbytes, silence_deprecations
 
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    quiet_bitsandbytes()
     silence_deprecations()
 
 
