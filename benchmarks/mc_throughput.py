@@ -10,12 +10,15 @@ subjects, exemplars the first five dev rows, LLaMA-Factory's prompt text) go thr
 
 Timed is the scoring phase of each (tokenisation + forward passes; model loading and imports are
 not), lm-eval's through a stopwatch around ``HFLM.loglikelihood`` (benchmarks/lmeval_task/
-timed_lm_eval.py). Printed: questions/s, the ratio to lm-eval, whether the prompts are the same
-text and the predictions the same question by question, and the compute floor: the FLOPs of the
-tokens that must be computed divided by the measured fp32 matmul rate. Nothing is asserted.
+timed_lm_eval.py). On a shared CPU one run of each is not a figure: the tools alternate for
+--rounds rounds (evalkit, lm-eval, evalkit, lm-eval, ...) and the median and range of each are
+printed, with the load average before and after every run. Printed too: whether the prompts are
+the same text and the predictions the same question by question, and the compute floor: the FLOPs
+of the tokens that must be computed divided by the fp32 matmul rate measured in the same run
+(before and after the rounds; the higher of the two, so the floor is the lower). Nothing is asserted.
 
-    .venv/bin/python benchmarks/mc_throughput.py                              # 10 subjects x 20
-    .venv/bin/python benchmarks/mc_throughput.py --subjects 2 --per-subject 3  # quick check
+    .venv/bin/python benchmarks/mc_throughput.py --subjects 10 --per-subject 50 --batch-size 8 --lmeval-batch-size 8
+    .venv/bin/python benchmarks/mc_throughput.py --subjects 2 --per-subject 3 --rounds 1  # quick check
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,7 +54,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lmeval-batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="torch threads for all three (default: torch's)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--skip-full", action="store_true", help="skip evalkit's full-prompt path")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each tool (median and range)")
+    parser.add_argument("--skip-full", action="store_true", help="skip evalkit's full-prompt path (run once)")
     parser.add_argument("--skip-lmeval", action="store_true")
     parser.add_argument("--lmeval-python", default=str(LMEVAL_PYTHON))
     parser.add_argument("--work-dir", default=None, help="where lm-eval writes (default: a temporary dir)")
@@ -186,6 +191,15 @@ def run_lmeval(args, keys: list[str], work: Path) -> dict:
     return {"seconds": sum(t["seconds"] for t in timings), "wall": wall, "samples": samples}
 
 
+def load() -> str:
+    return "load %.2f %.2f %.2f" % os.getloadavg()
+
+
+def spread(values: list[float]) -> str:
+    ordered = sorted(values)
+    return f"median {statistics.median(ordered):.1f} s (range {ordered[0]:.1f}-{ordered[-1]:.1f}, {len(ordered)} runs)"
+
+
 def softmax(values: list[float]) -> list[float]:
     top = max(values)
     exps = [math.exp(v - top) for v in values]
@@ -221,29 +235,40 @@ def main() -> None:
           f"{sum(map(len, sequences))} prompt tokens ({min(map(len, sequences))}-{max(map(len, sequences))} per prompt); "
           f"evalkit batch {batch_size}, lm-eval batch {args.lmeval_batch_size}\n")
 
-    rate = matmul_gflops(lm.device, lm.model.dtype)
+    rates = [matmul_gflops(lm.device, lm.model.dtype)]
     timed_scoring(lm, requests[:2], targets, 2, reuse_prefix=True)  # warm-up: first-call allocations
-    reused, reused_s = timed_scoring(lm, requests, targets, batch_size, reuse_prefix=True)
-    full, full_s = (None, None) if args.skip_full else timed_scoring(lm, requests, targets, batch_size, reuse_prefix=False)
+    reused_runs, lmeval_runs, lmeval = [], [], None
+    for round_number in range(1, args.rounds + 1):
+        before = load()
+        reused, reused_s = timed_scoring(lm, requests, targets, batch_size, reuse_prefix=True)
+        reused_runs.append(reused_s)
+        print(f"round {round_number}: evalkit prefix reuse {reused_s:.1f} s ({before} -> {load()})", flush=True)
+        if not args.skip_lmeval:
+            before = load()
+            with tempfile.TemporaryDirectory(prefix="mc_throughput_") as tmp:
+                work = Path(args.work_dir) if args.work_dir else Path(tmp)
+                lmeval = run_lmeval(args, keys, work)
+            lmeval_runs.append(lmeval["seconds"])
+            print(f"round {round_number}: lm-evaluation-harness {lmeval['seconds']:.1f} s, "
+                  f"wall {lmeval['wall']:.1f} s ({before} -> {load()})", flush=True)
+    full, full_s = (None, None)
+    if not args.skip_full:
+        before = load()
+        full, full_s = timed_scoring(lm, requests, targets, batch_size, reuse_prefix=False)
+        print(f"evalkit full prompt (once): {full_s:.1f} s ({before} -> {load()})", flush=True)
+    rates.append(matmul_gflops(lm.device, lm.model.dtype))
+    rate = max(rates)
 
-    lmeval = None
-    if not args.skip_lmeval:
-        with tempfile.TemporaryDirectory(prefix="mc_throughput_") as tmp:
-            work = Path(args.work_dir) if args.work_dir else Path(tmp)
-            lmeval = run_lmeval(args, keys, work)
-
-    rows = [("evalkit prefix reuse", reused_s)]
+    reused_s = statistics.median(reused_runs)
+    print(f"\nevalkit prefix reuse:   {spread(reused_runs)}, {n / reused_s:.2f} questions/s")
+    if lmeval_runs:
+        lmeval_s = statistics.median(lmeval_runs)
+        ratios = sorted(l / e for e, l in zip(reused_runs, lmeval_runs))
+        print(f"lm-evaluation-harness:  {spread(lmeval_runs)}, {n / lmeval_s:.2f} questions/s")
+        print(f"evalkit vs lm-eval: {lmeval_s / reused_s:.2f}x (ratio of medians); per round "
+              f"{', '.join(f'{r:.2f}x' for r in ratios)}")
     if full is not None:
-        rows.insert(0, ("evalkit full prompt", full_s))
-    if lmeval is not None:
-        rows.append(("lm-evaluation-harness", lmeval["seconds"]))
-    base = lmeval["seconds"] if lmeval else None
-    print(f"{'path':<24} {'seconds':>8} {'questions/s':>12} {'vs lm-eval':>11}")
-    for name, seconds in rows:
-        ratio = f"{base / seconds:.2f}x" if base else "-"
-        print(f"{name:<24} {seconds:>8.2f} {n / seconds:>12.2f} {ratio:>11}")
-    if lmeval:
-        print(f"(lm_eval subprocess wall time, with imports, model and data loading: {lmeval['wall']:.1f} s)")
+        print(f"evalkit full prompt:    {full_s:.1f} s (one run), {n / full_s:.2f} questions/s")
 
     print()
     if full is not None:
@@ -264,19 +289,23 @@ def main() -> None:
               f"{'same' if same_letters else 'DIFFERENT'}, same prediction {same_pred}/{n}, "
               f"max |softmax(letter log-likelihoods) - evalkit probability| {worst:.2e}")
 
-    # Compute floor: each subject's shared prefix once, every question's suffix, one LM-head row each.
+    # Compute floor: each subject's shared prefix once, every question's suffix, and at each question's
+    # last token the logits of the four letters (all the softmax over the letters needs).
     grouped = {i for _, members in groups for i in members}
     spans = [(0, p) for p, _ in groups] + [(p, len(sequences[i])) for p, members in groups for i in members]
     spans += [(0, len(sequences[i])) for i in range(n) if i not in grouped]
     needed = sum(end - start for start, end in spans)
-    floor_flops = forward_flops(lm.model, spans, n + len(groups))
+    hidden = lm.model.get_output_embeddings().weight.shape[1]
+    floor_flops = forward_flops(lm.model, spans, 0) + n * 2 * hidden * len(targets)
     floor_s = floor_flops / (rate * 1e9)
     whole = forward_flops(lm.model, [(0, len(s)) for s in sequences], 0) + sum(map(len, sequences)) * 2 * lm.model.get_output_embeddings().weight.numel()
-    print(f"\nmatmul rate (fp32, best of model-like shapes): {rate:.1f} GFLOP/s")
+    print(f"\nmatmul rate (fp32, best of model-like shapes): {rate:.1f} GFLOP/s "
+          f"(before the rounds {rates[0]:.1f}, after {rates[1]:.1f})")
     print(f"tokens that must be computed: {needed} ({len(groups)} shared prefixes once + {n} suffixes) "
           f"of {sum(map(len, sequences))} prompt tokens")
     print(f"compute floor: {floor_flops / 1e12:.2f} TFLOP / {rate:.1f} GFLOP/s = {floor_s:.2f} s "
-          f"({n / floor_s:.2f} questions/s); evalkit prefix reuse takes {reused_s / floor_s:.2f}x the floor")
+          f"({n / floor_s:.2f} questions/s); evalkit prefix reuse takes {reused_s / floor_s:.2f}x the floor (median; "
+          f"{min(reused_runs) / floor_s:.2f}x-{max(reused_runs) / floor_s:.2f}x)")
     print(f"(full prompts with the LM head at every position, as lm-eval computes them: {whole / 1e12:.2f} TFLOP, "
           f"{whole / (rate * 1e9):.2f} s at that rate)")
 

@@ -19,10 +19,12 @@ from evalkit.models.loader import LoadedModel
 from evalkit.requests import MultipleChoiceRequest
 from evalkit.scoring.batching import HalvingOnOom, auto_batch_size, length_sorted_batches, logits_only_at, right_padded
 from evalkit.scoring.prefix_cache import common_prefix_length, prefix_cache, suffix_last_logits, supports_prefix_reuse
+from evalkit.scoring.shared_prefix_attention import supports_shared_prefix_attention
 from evalkit.tasks.mc_data import LETTERS
 
 # Length buckets: a batch closes before its pad tokens exceed 10% of its real tokens. Pads cost
 # full compute; a subject's question suffixes vary ~3x in length (unbounded, batch 8 pads ~30%).
+# Packed suffixes (shared-prefix attention) have no pads, so their batches are not bounded.
 MAX_PADDING = 0.1
 
 
@@ -133,7 +135,9 @@ def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest]
         suffixes = {i: sequences[i][prefix_length:] for i in members}
         size = _batch_size(batch_size, lm, max(len(s) for s in suffixes.values()), cached=prefix_length)
         suffix_lengths = [len(suffixes[i]) for i in members]
-        batches = [[members[j] for j in b] for b in length_sorted_batches(suffix_lengths, size, MAX_PADDING)]
+        packed = supports_shared_prefix_attention(lm.model, prefix_length + max(suffix_lengths), lm.device)
+        bound = None if packed else MAX_PADDING
+        batches = [[members[j] for j in b] for b in length_sorted_batches(suffix_lengths, size, bound)]
         if memo is not None and all(memo.has(b) for b in batches):  # nothing left to compute for this prefix
             for batch in batches:
                 record(batch, torch.tensor(memo.cached(batch), dtype=torch.float64))
@@ -146,8 +150,8 @@ def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest]
 
         def forward(batch: list[int]) -> torch.Tensor:
             logits = suffix_last_logits(lm.model, cache, prefix_length, [suffixes[i] for i in batch],
-                                        lm.tokenizer.pad_token_id, lm.device)
-            return _letter_probabilities(logits, letter_ids)
+                                        lm.tokenizer.pad_token_id, lm.device, columns=letter_ids)
+            return _letter_probabilities(logits)
 
         for batch, probs in runner.run(batches, memoised(forward)):
             record(batch, probs)
@@ -182,15 +186,15 @@ def _batch_size(batch_size: int | str, lm: LoadedModel, longest: int, cached: in
     return int(batch_size)
 
 
-def _letter_probabilities(logits: torch.Tensor, letter_ids: torch.Tensor) -> torch.Tensor:
+def _letter_probabilities(letter_logits: torch.Tensor) -> torch.Tensor:
     # float64 softmax over four numbers: cheap, and keeps probabilities comparable to 1e-12.
-    return torch.softmax(logits[:, letter_ids.to(logits.device)].double(), dim=-1).cpu()
+    return torch.softmax(letter_logits.double(), dim=-1).cpu()
 
 
 @torch.inference_mode()
 def _forward_letters(lm: LoadedModel, sequences: list[list[int]], letter_ids: torch.Tensor) -> torch.Tensor:
     ids, mask = right_padded(sequences, lm.tokenizer.pad_token_id, lm.device)
     last = mask.sum(dim=1) - 1
-    with logits_only_at(lm.model, last):
+    with logits_only_at(lm.model, last, columns=letter_ids):
         logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, -1, :]
-    return _letter_probabilities(logits, letter_ids)
+    return _letter_probabilities(logits)

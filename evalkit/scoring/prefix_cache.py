@@ -21,7 +21,8 @@ import torch
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from evalkit.scoring.batching import logits_only_at, right_padded
-from evalkit.scoring.shared_prefix_attention import shared_prefix_attention, supports_shared_prefix_attention
+from evalkit.scoring.shared_prefix_attention import (PackedSuffixes, shared_prefix_attention,
+                                                     supports_shared_prefix_attention)
 
 
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
@@ -51,32 +52,38 @@ def supports_prefix_reuse(model) -> bool:
 def prefix_cache(model, prefix_ids: Sequence[int], device: str):
     """The key/value cache of ``prefix_ids`` (batch 1), computed once per subject."""
     ids = torch.tensor([list(prefix_ids)], dtype=torch.long, device=device)
-    # The LM head only at the last position: the logits are not needed, only the cache.
-    with logits_only_at(model, torch.tensor([ids.shape[1] - 1])):
+    # The logits are not needed, only the cache: the LM head for one position and one token.
+    with logits_only_at(model, torch.tensor([ids.shape[1] - 1]), columns=torch.tensor([0])):
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
     return out.past_key_values
 
 
 @torch.inference_mode()
 def suffix_last_logits(model, cache, prefix_length: int, suffixes: list[list[int]], pad_id: int,
-                       device: str) -> torch.Tensor:
+                       device: str, columns: torch.Tensor | None = None) -> torch.Tensor:
     """Logits at each suffix's last real token, the suffixes batched on top of the shared ``cache``.
 
-    ``cache`` is not modified. On CPU, for plain-attention decoders, the suffixes attend to it through
-    ``shared_prefix_attention`` without copying it; otherwise forward appends to the cache it is
-    given, so each batch gets its own view of it, repeated to the batch size (see ``batch_view``).
+    ``cache`` is not modified. On CPU, for plain-attention decoders, the suffixes are packed into
+    one padding-free sequence and attend to the cache through ``shared_prefix_attention`` without
+    copying it; otherwise they are right-padded and forward appends to the cache it is given, so
+    each batch gets its own view of it, repeated to the batch size (see ``batch_view``).
+    ``columns``: only these tokens' logits (see ``logits_only_at``).
     """
+    lengths = [len(s) for s in suffixes]
+    if supports_shared_prefix_attention(model, prefix_length + max(lengths), device):
+        # evalkit/scoring/shared_prefix_attention.py: the prefix stays one un-copied batch-1 cache
+        packed = PackedSuffixes.of(lengths, device)
+        ids = torch.tensor([[token for s in suffixes for token in s]], dtype=torch.long, device=device)
+        with shared_prefix_attention(model), logits_only_at(model, packed.last, columns, packed=True):
+            out = model(input_ids=ids, position_ids=packed.positions(prefix_length), use_cache=False,
+                        shared_prefix=cache, packed_suffixes=packed)
+        return out.logits[:, -1, :]
     ids, suffix_mask = right_padded(suffixes, pad_id, device)
     rows, width = ids.shape
     positions = (torch.arange(width, device=device) + prefix_length).unsqueeze(0).expand(rows, -1)
     last = suffix_mask.sum(dim=1) - 1
-    if supports_shared_prefix_attention(model, prefix_length + width, device):
-        # the prefix stays one un-copied batch-1 cache (evalkit/scoring/shared_prefix_attention.py)
-        with shared_prefix_attention(model), logits_only_at(model, last):
-            out = model(input_ids=ids, position_ids=positions, use_cache=False, shared_prefix=cache)
-        return out.logits[:, -1, :]
     mask = torch.cat([torch.ones((rows, prefix_length), dtype=suffix_mask.dtype, device=device), suffix_mask], dim=1)
-    with logits_only_at(model, last):
+    with logits_only_at(model, last, columns):
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=batch_view(cache, rows),
                     use_cache=True)
     return out.logits[:, -1, :]

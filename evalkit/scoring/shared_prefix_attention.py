@@ -22,6 +22,7 @@ embeddings and norms (and PEFT adapters on them) stay untouched.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from transformers import AttentionInterface
@@ -60,15 +61,51 @@ def shared_prefix_attention(model):
         config._attn_implementation = before
 
 
+@dataclass
+class PackedSuffixes:
+    """Suffixes concatenated into one padding-free sequence (batch 1), and how to lay them out padded.
+
+    The projections and the MLP, nearly all of the FLOPs, then run on real tokens only: right
+    padding a bucket of suffixes costs ~7% extra at batch 8 on 5-shot CMMLU, and closing buckets
+    early to bound it makes the matrices smaller. Only the suffix-to-suffix attention (a few % of
+    the work) uses a padded layout, gathered for it and scattered back.
+    """
+
+    starts: torch.Tensor  # (rows,) where each suffix begins in the packed sequence
+    lengths: torch.Tensor  # (rows,)
+    gather: torch.Tensor  # (rows, width): packed index of each padded slot; pads repeat the row's last token
+    rows: torch.Tensor  # (tokens,) the row of each packed token
+    columns: torch.Tensor  # (tokens,) its place within the row
+
+    @classmethod
+    def of(cls, lengths: list[int], device) -> "PackedSuffixes":
+        sizes = torch.tensor(lengths, dtype=torch.long)
+        starts = torch.cumsum(sizes, 0) - sizes
+        width = torch.arange(int(sizes.max()))
+        gather = starts[:, None] + torch.minimum(width[None, :], sizes[:, None] - 1)
+        rows = torch.repeat_interleave(torch.arange(len(lengths)), sizes)
+        columns = torch.arange(int(sizes.sum())) - starts[rows]
+        return cls(*(t.to(device) for t in (starts, sizes, gather, rows, columns)))
+
+    def positions(self, offset: int) -> torch.Tensor:
+        return (self.columns + offset).unsqueeze(0)
+
+    @property
+    def last(self) -> torch.Tensor:
+        return self.starts + self.lengths - 1
+
+
 def attention_with_shared_prefix(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
-                                 shared_prefix=None, **kwargs):
+                                 shared_prefix=None, packed_suffixes=None, **kwargs):
     """``query`` (batch, heads, S, dim) against the prefix in ``shared_prefix`` and its own ``key``/``value``.
 
     ``shared_prefix`` is the batch-1 prefix cache; ``key``/``value`` are the suffix's own (no cache
     is passed to the forward, so nothing is concatenated). Returns (batch, S, heads, dim) as
-    transformers' attention functions do.
+    transformers' attention functions do. With ``packed_suffixes`` the batch is one packed sequence.
     """
     prefix = shared_prefix.layers[module.layer_idx]
+    if packed_suffixes is not None:
+        return _packed_attention(query, key, value, prefix, packed_suffixes, scaling)
     batch, heads, length, dim = query.shape
     kv_heads = key.shape[1]
     group = heads // kv_heads
@@ -83,6 +120,24 @@ def attention_with_shared_prefix(module, query, key, value, attention_mask, scal
     lse = torch.logaddexp(lse_p, lse_s)
     out = out_p * torch.exp(lse_p - lse).unsqueeze(-1) + out_s * torch.exp(lse_s - lse).unsqueeze(-1)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _packed_attention(query, key, value, prefix, packed: PackedSuffixes, scaling):
+    _, heads, total, dim = query.shape
+    kv_heads = key.shape[1]
+    group = heads // kv_heads
+    # prefix: all tokens' queries of key/value head h are one sequence (head h of the query uses kv head h // group)
+    stacked = query.reshape(1, kv_heads, group * total, dim)
+    out_p, lse_p = _FLASH_CPU(stacked, prefix.keys, prefix.values, 0.0, False, attn_mask=None, scale=scaling)[:2]
+    out_p, lse_p = out_p.reshape(heads, total, dim).transpose(0, 1), lse_p.reshape(heads, total).transpose(0, 1)
+    # suffix: causal within each row, in a padded layout (a pad comes after its row's real tokens, unseen)
+    padded = [t[0][:, packed.gather].transpose(0, 1) for t in (query, key, value)]  # (rows, heads, width, dim)
+    q, k, v = padded[0], padded[1].repeat_interleave(group, dim=1), padded[2].repeat_interleave(group, dim=1)
+    out_s, lse_s = _FLASH_CPU(q, k, v, 0.0, True, attn_mask=None, scale=scaling)[:2]
+    out_s, lse_s = out_s[packed.rows, :, packed.columns], lse_s[packed.rows, :, packed.columns]  # (tokens, heads, ...)
+    lse = torch.logaddexp(lse_p, lse_s)
+    out = out_p * torch.exp(lse_p - lse).unsqueeze(-1) + out_s * torch.exp(lse_s - lse).unsqueeze(-1)
+    return out.unsqueeze(0), None
 
 
 def _no_mask(*args, **kwargs):
