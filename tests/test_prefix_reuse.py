@@ -13,7 +13,7 @@ import torch
 
 from evalkit.requests import build_requests, choice_targets
 from evalkit.scoring.multiple_choice import prefix_groups, score_multiple_choice, tokenize_prompts
-from evalkit.scoring.batching import length_sorted_batches
+from evalkit.scoring.batching import length_sorted_batches, logits_only_at
 from evalkit.scoring.prefix_cache import (common_prefix_length, prefix_cache, suffix_last_logits,
                                           supports_prefix_reuse)
 from evalkit.tasks.mc_data import load_split
@@ -107,6 +107,38 @@ def test_tiny_model_prefix_reuse_matches_full_prompt(tiny_long, chat, attention_
         # Each prefix computed once, each suffix once (plus right padding within a batch).
         shared = sum(p for p, _ in groups)
         assert sum(seen) < sum(len(s) for s in sequences) - 3 * shared
+
+
+class _ScaledHead(torch.nn.Linear):
+    """A head that is not a plain nn.Linear (as a PEFT-wrapped or custom head would be)."""
+
+    def forward(self, hidden):
+        return 2 * super().forward(hidden)
+
+
+@pytest.mark.parametrize("head_type", ["linear", "other"])
+def test_logits_only_at_columns_equal_the_full_head(tiny_long, head_type):
+    """Narrowing the head to the letters' rows gives the full head's logits at those columns, and
+    leaves the head as it was; a head that is not a plain Linear computes everything and is sliced."""
+    model = copy.deepcopy(tiny_long.model)
+    if head_type == "other":
+        old = model.get_output_embeddings()
+        head = _ScaledHead(old.in_features, old.out_features, bias=False)
+        head.weight = old.weight
+        model.set_output_embeddings(head)
+    head = model.get_output_embeddings()
+    ids = torch.tensor([[5, 17, 300, 42, 9], [8, 1000, 3, 77, 12]])
+    last = torch.tensor([4, 2])
+    columns = torch.tensor([330, 29, 4000, 7])
+    with torch.inference_mode():
+        with logits_only_at(model, last):
+            full = model(input_ids=ids).logits[:, -1, :]
+        with logits_only_at(model, last, columns=columns):
+            narrowed = model(input_ids=ids).logits[:, -1, :]
+        after = model(input_ids=ids).logits
+    assert narrowed.shape == (2, 4)
+    assert torch.allclose(narrowed, full[:, columns], atol=1e-6)
+    assert "forward" not in vars(head) and after.shape == (2, 5, model.config.vocab_size)
 
 
 def test_prefix_cache_is_left_as_it_was(tiny_long, attention_path):
