@@ -106,8 +106,10 @@ EXPENSIVE = {
     ".venv/bin/python scripts/screenshot_pages.py report.html docs/report.png site/index.html docs/leaderboard.png":
         "rewrites the README's images and needs Chromium; tests/test_report_pages.py drives the same pages",
     "bash benchmarks/setup_lmeval.sh": "creates a second virtualenv with lm-evaluation-harness from the network",
-    ".venv/bin/python benchmarks/mc_throughput.py --subjects 10 --per-subject 50 --batch-size 8 --lmeval-batch-size 8":
-        "500 5-shot questions through three paths: half an hour",
+    ".venv/bin/python benchmarks/mc_throughput.py --subjects 10 --per-subject 50 --batch-size 8 --lmeval-batch-size 8 "
+    "--skip-full": "500 5-shot questions, evalkit and lm-eval alternating three times each: ~45 min",
+    ".venv/bin/python benchmarks/generation_vs_lmeval.py --samples 16 --max-new-tokens 128 --batch-size 8":
+        "32 generations of up to 128 tokens, evalkit and lm-eval alternating three times each: ~8 min",
     "evalkit run --model smollm2-135m-instruct --tasks ceval --split test --num-fewshot 5 --batch-size auto":
         "all 12,342 C-Eval test questions, 5-shot",
     "bash benchmarks/setup_llamafactory.sh": "creates a virtualenv with LLaMA-Factory from the network",

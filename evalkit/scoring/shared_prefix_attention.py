@@ -6,10 +6,9 @@ heads for grouped-query attention, and running masked attention per row: copies 
 and many small attention blocks. Here attention is split exactly in two (Juravsky et al. 2024,
 "Hydragen", arXiv:2402.05099):
 
-* prefix part: the queries of every row and every head of a key/value group are stacked and
+* prefix part: the queries of every token and every head of a key/value group are stacked and
   attend to the one un-copied prefix (one large, unmasked attention per key/value head);
-* suffix part: each row's queries attend causally to its own suffix keys (right padding is never
-  seen by a real token: it comes after it);
+* suffix part: each suffix's queries attend causally to its own keys;
 
 and the two softmax-weighted sums are merged with their log-sum-exps. Same result up to fp32
 rounding; tested against the full-prompt path (tests/test_prefix_reuse.py).
@@ -87,44 +86,24 @@ class PackedSuffixes:
 
 def attention_with_shared_prefix(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
                                  shared_prefix=None, packed_suffixes=None, **kwargs):
-    """``query`` (batch, heads, S, dim) against the prefix in ``shared_prefix`` and its own ``key``/``value``.
+    """Packed suffixes' ``query`` (1, heads, tokens, dim) against the prefix and their own ``key``/``value``.
 
-    ``shared_prefix`` is the batch-1 prefix cache; ``key``/``value`` are the suffix's own (no cache
-    is passed to the forward, so nothing is concatenated). Returns (batch, S, heads, dim) as
-    transformers' attention functions do. With ``packed_suffixes`` the batch is one packed sequence.
+    ``shared_prefix`` is the batch-1 prefix cache; ``key``/``value`` are the suffixes' own (no cache
+    is passed to the forward, so nothing is concatenated); ``packed_suffixes`` says where each suffix
+    lies. Returns (1, tokens, heads, dim) as transformers' attention functions do.
     """
     prefix = shared_prefix.layers[module.layer_idx]
-    if packed_suffixes is not None:
-        return _packed_attention(query, key, value, prefix, packed_suffixes, scaling)
-    batch, heads, length, dim = query.shape
-    kv_heads = key.shape[1]
-    group = heads // kv_heads
-    # prefix: every row's queries of key/value head h stacked into one sequence (rows x group x S)
-    stacked = query.view(batch, kv_heads, group, length, dim).transpose(0, 1).reshape(1, kv_heads, -1, dim)
-    out_p, lse_p = _FLASH_CPU(stacked, prefix.keys, prefix.values, 0.0, False, attn_mask=None, scale=scaling)[:2]
-    out_p = out_p.reshape(kv_heads, batch, group, length, dim).transpose(0, 1).reshape(batch, heads, length, dim)
-    lse_p = lse_p.reshape(kv_heads, batch, group, length).transpose(0, 1).reshape(batch, heads, length)
-    # suffix: causal over its own tokens (few, so repeating the key/value heads is cheap)
-    key, value = key.repeat_interleave(group, dim=1), value.repeat_interleave(group, dim=1)
-    out_s, lse_s = _FLASH_CPU(query, key, value, 0.0, True, attn_mask=None, scale=scaling)[:2]
-    lse = torch.logaddexp(lse_p, lse_s)
-    out = out_p * torch.exp(lse_p - lse).unsqueeze(-1) + out_s * torch.exp(lse_s - lse).unsqueeze(-1)
-    return out.transpose(1, 2).contiguous(), None
-
-
-def _packed_attention(query, key, value, prefix, packed: PackedSuffixes, scaling):
     _, heads, total, dim = query.shape
     kv_heads = key.shape[1]
     group = heads // kv_heads
-    # prefix: all tokens' queries of key/value head h are one sequence (head h of the query uses kv head h // group)
+    # prefix: all tokens' queries of key/value head h are one sequence (query head h uses kv head h // group)
     stacked = query.reshape(1, kv_heads, group * total, dim)
     out_p, lse_p = _FLASH_CPU(stacked, prefix.keys, prefix.values, 0.0, False, attn_mask=None, scale=scaling)[:2]
     out_p, lse_p = out_p.reshape(heads, total, dim), lse_p.reshape(heads, total)
-    # suffix: causal within each suffix, one slice of the packed sequence at a time (no padding, no copies;
-    # a padded layout costs rows x longest^2 and was 11% of the time at 10 x 8 CMMLU questions)
+    # suffix: causal within each suffix, one slice of the packed sequence at a time (no padding, no copies)
     key, value = key.repeat_interleave(group, dim=1), value.repeat_interleave(group, dim=1)
     out_s, lse_s = torch.empty_like(out_p), torch.empty_like(lse_p)
-    for start, end in packed.spans:
+    for start, end in packed_suffixes.spans:
         part = _FLASH_CPU(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], 0.0, True,
                           attn_mask=None, scale=scaling)
         out_s[:, start:end], lse_s[:, start:end] = part[0][0], part[1][0]
