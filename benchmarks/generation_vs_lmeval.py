@@ -50,6 +50,7 @@ def main() -> None:
     args = parse_args()
     import torch
 
+    from evalkit.backends.base import clean_generation
     from evalkit.models import load_model
     from evalkit.scoring.generation import generate, render_prompt, tokenize_prompts
     from evalkit.tasks import resolve_tasks
@@ -109,7 +110,6 @@ def main() -> None:
           f"(range {min(theirs_rate):.1f}-{max(theirs_rate):.1f})")
     print(f"evalkit vs lm-eval tokens/s: {statistics.median(ours_rate) / statistics.median(theirs_rate):.2f}x "
           f"(ratio of medians); per round {', '.join(f'{a / b:.2f}x' for a, b in zip(ours_rate, theirs_rate))}")
-    from evalkit.backends.base import clean_generation
 
     # evalkit scores a text stripped, without the U+FFFD of a character cut at max_new_tokens
     # (backends/base.clean_generation); lm-eval returns it raw. Compared both ways.

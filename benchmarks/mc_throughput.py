@@ -263,7 +263,7 @@ def main() -> None:
     print(f"\nevalkit prefix reuse:   {spread(reused_runs)}, {n / reused_s:.2f} questions/s")
     if lmeval_runs:
         lmeval_s = statistics.median(lmeval_runs)
-        ratios = sorted(l / e for e, l in zip(reused_runs, lmeval_runs))
+        ratios = [l / e for e, l in zip(reused_runs, lmeval_runs)]  # in round order
         print(f"lm-evaluation-harness:  {spread(lmeval_runs)}, {n / lmeval_s:.2f} questions/s")
         print(f"evalkit vs lm-eval: {lmeval_s / reused_s:.2f}x (ratio of medians); per round "
               f"{', '.join(f'{r:.2f}x' for r in ratios)}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from evalkit.errors import EvalkitError
 from evalkit.report.figures import PROFILE_LABELS
 from evalkit.yaml_files import read_yaml

@@ -75,8 +75,9 @@ class PackedSuffixes:
 
     @classmethod
     def of(cls, lengths: list[int], device) -> "PackedSuffixes":
-        ends = torch.cumsum(torch.tensor(lengths, dtype=torch.long), 0)
-        starts = ends - torch.tensor(lengths, dtype=torch.long)
+        sizes = torch.tensor(lengths, dtype=torch.long)
+        ends = torch.cumsum(sizes, 0)
+        starts = ends - sizes
         columns = torch.cat([torch.arange(n) for n in lengths])
         return cls(list(zip(starts.tolist(), ends.tolist())), columns.to(device), (ends - 1).to(device))
 
