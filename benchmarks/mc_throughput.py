@@ -15,7 +15,8 @@ timed_lm_eval.py). On a shared CPU one run of each is not a figure: the tools al
 printed, with the load average before and after every run. Printed too: whether the prompts are
 the same text and the predictions the same question by question, and the compute floor: the FLOPs
 of the tokens that must be computed divided by the fp32 matmul rate measured in the same run
-(before and after the rounds; the higher of the two, so the floor is the lower). Nothing is asserted.
+(before and after the rounds, with torch.matmul and with oneDNN on a packed weight as evalkit's
+linears run; the highest, so the floor is the lowest). Nothing is asserted.
 
     .venv/bin/python benchmarks/mc_throughput.py --subjects 10 --per-subject 50 --batch-size 8 --lmeval-batch-size 8
     .venv/bin/python benchmarks/mc_throughput.py --subjects 2 --per-subject 3 --rounds 1  # quick check
@@ -77,24 +78,33 @@ def build_requests(lm, subjects: int, per_subject: int, shots: int):
     return keys, requests, choice_targets(spec, "llamafactory")
 
 
-def matmul_gflops(device: str, dtype) -> float:
-    """Best fp32 GEMM rate over shapes like the model's (tokens x hidden x intermediate) and a square one."""
+def matmul_gflops(device: str, dtype) -> dict[str, float]:
+    """Best fp32 GEMM rate over shapes like the model's (tokens x hidden x intermediate) and a square one,
+    for torch.matmul and, on CPU, for oneDNN on a packed weight (evalkit's linears; the floor takes the faster)."""
     import torch
 
-    best = 0.0
-    for m, k, n in ((1024, 576, 1536), (1024, 1536, 576), (2048, 2048, 2048)):
-        a = torch.randn(m, k, device=device, dtype=dtype)
-        b = torch.randn(k, n, device=device, dtype=dtype)
-        torch.matmul(a, b)
+    def rate(product, m, k, n) -> float:
+        product()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         repeats, started = 0, time.perf_counter()
         while time.perf_counter() - started < 1.0:
-            torch.matmul(a, b)
+            product()
             repeats += 1
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        best = max(best, 2 * m * k * n * repeats / (time.perf_counter() - started) / 1e9)
+        return 2 * m * k * n * repeats / (time.perf_counter() - started) / 1e9
+
+    best: dict[str, float] = {}
+    for m, k, n in ((1024, 576, 1536), (1024, 1536, 576), (2048, 2048, 2048)):
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+        products = {"torch.matmul": lambda: torch.matmul(a, b)}
+        if device == "cpu" and torch.backends.mkldnn.is_available():
+            packed = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), 8)
+            products["oneDNN packed"] = lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
+        for name, product in products.items():
+            best[name] = max(best.get(name, 0.0), rate(product, m, k, n))
     return best
 
 
@@ -257,7 +267,7 @@ def main() -> None:
         full, full_s = timed_scoring(lm, requests, targets, batch_size, reuse_prefix=False)
         print(f"evalkit full prompt (once): {full_s:.1f} s ({before} -> {load()})", flush=True)
     rates.append(matmul_gflops(lm.device, lm.model.dtype))
-    rate = max(rates)
+    rate = max(max(r.values()) for r in rates)
 
     reused_s = statistics.median(reused_runs)
     print(f"\nevalkit prefix reuse:   {spread(reused_runs)}, {n / reused_s:.2f} questions/s")
@@ -299,8 +309,12 @@ def main() -> None:
     floor_flops = forward_flops(lm.model, spans, 0) + n * 2 * hidden * len(targets)
     floor_s = floor_flops / (rate * 1e9)
     whole = forward_flops(lm.model, [(0, len(s)) for s in sequences], 0) + sum(map(len, sequences)) * 2 * lm.model.get_output_embeddings().weight.numel()
-    print(f"\nmatmul rate (fp32, best of model-like shapes): {rate:.1f} GFLOP/s "
-          f"(before the rounds {rates[0]:.1f}, after {rates[1]:.1f})")
+    def rates_text(r: dict) -> str:
+        return ", ".join(f"{name} {value:.1f}" for name, value in r.items())
+
+    print(f"\nmatmul rate (fp32, best of model-like shapes and kernels): {rate:.1f} GFLOP/s "
+          f"(before the rounds {rates_text(rates[0])}; after {rates_text(rates[1])})")
+    print(f"evalkit's linear layers: {lm.linear_kernel}")
     print(f"tokens that must be computed: {needed} ({len(groups)} shared prefixes once + {n} suffixes) "
           f"of {sum(map(len, sequences))} prompt tokens")
     print(f"compute floor: {floor_flops / 1e12:.2f} TFLOP / {rate:.1f} GFLOP/s = {floor_s:.2f} s "

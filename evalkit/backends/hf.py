@@ -33,14 +33,15 @@ class HFBackend:
 
     def model_record(self, name: str) -> dict:
         lm = self.lm
-        return {"name": name, **lm.identity, "dtype": lm.dtype, "device": lm.device, "context_length": lm.context_length}
+        return {"name": name, **lm.identity, "dtype": lm.dtype, "device": lm.device, "context_length": lm.context_length,
+                "linear_kernel": lm.linear_kernel}
 
     def cache_namespace(self) -> dict:
         """What, besides the request, decides an answer here: the weights, and the arithmetic they run in."""
         from evalkit.store.identity import model_key
 
         return {"model": model_key(self.lm.identity), "backend": self.name, "dtype": self.lm.dtype,
-                "device": self.lm.device.split(":")[0]}
+                "device": self.lm.device.split(":")[0], "linear_kernel": self.lm.linear_kernel}
 
     def _memo(self, kind: str, payloads: list[dict]) -> BatchMemo | None:
         if self.request_cache is None:

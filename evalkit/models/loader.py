@@ -28,6 +28,7 @@ class LoadedModel:
     device: str
     dtype: str
     context_length: int = field(default=2048)
+    linear_kernel: str = "torch"  # "onednn-packed": fp32 CPU linears run on packed weights (models/packed_linear.py)
 
     @property
     def name(self) -> str:
@@ -81,17 +82,21 @@ def quiet_bitsandbytes() -> None:
 
 
 def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
+    from evalkit.models.packed_linear import DEFAULT_KERNEL, pack_linear_layers
+
     quiet_transformers()
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
     model, tokenizer, identity = _load(spec, torch_dtype, trust_remote_code)
     model.to(device)
     model.eval()
+    kernel = pack_linear_layers(model) if device == "cpu" else DEFAULT_KERNEL
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     config = model.config
     context = getattr(config, "max_position_embeddings", None) or getattr(tokenizer, "model_max_length", 2048)
-    return LoadedModel(model, tokenizer, identity, device, str(torch_dtype).replace("torch.", ""), int(context))
+    return LoadedModel(model, tokenizer, identity, device, str(torch_dtype).replace("torch.", ""), int(context),
+                       kernel)
 
 
 def _load(spec: str, torch_dtype, trust_remote_code: bool, adapters: tuple[Path, ...] = ()):

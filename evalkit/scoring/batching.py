@@ -9,6 +9,7 @@ import psutil
 import torch
 
 from evalkit.errors import EvalkitError
+from evalkit.models.packed_linear import PackedLinear
 
 MAX_AUTO_BATCH = 64
 
@@ -133,7 +134,7 @@ def logits_only_at(model, positions: torch.Tensor, columns: torch.Tensor | None 
     handles = [head.register_forward_pre_hook(pick)]
     narrowed = False
     if columns is not None:
-        if type(head) is torch.nn.Linear:
+        if type(head) in (torch.nn.Linear, PackedLinear):
             weight = head.weight[columns.to(head.weight.device)]
             bias = None if head.bias is None else head.bias[columns.to(head.bias.device)]
             head.forward = lambda hidden: torch.nn.functional.linear(hidden, weight, bias)
