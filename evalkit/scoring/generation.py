@@ -12,14 +12,18 @@ import time
 from dataclasses import dataclass
 
 import torch
+import transformers
 from tqdm.auto import tqdm
 
 from evalkit.backends.base import clean_generation
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import LoadedModel
 from evalkit.scoring.batching import auto_batch_size, length_sorted_batches, padded
+from evalkit.scoring.kv_cache import in_place_cache
 
 MAX_AUTO_GENERATION_BATCH = 16
+# generate()'s name for a cache passed in: transformers 5.24 renamed past_key_values (deprecated, removed in 6).
+CACHE_KWARG = "cache" if tuple(int(p) for p in transformers.__version__.split(".")[:2]) >= (5, 24) else "past_key_values"
 
 
 @dataclass
@@ -132,6 +136,7 @@ def _generate_batch(lm: LoadedModel, sequences: list[list[int]], max_new_tokens:
     tokenizer = lm.tokenizer
     ids, mask = left_padded(sequences, tokenizer.pad_token_id, lm.device)
     extra = {"stop_strings": list(stop), "tokenizer": tokenizer} if stop else {}
+    extra[CACHE_KWARG] = in_place_cache(lm.model.config, ids.shape[1] + max_new_tokens)
     output = lm.model.generate(
         input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=eos or None, **extra,
