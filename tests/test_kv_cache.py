@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from evalkit.scoring.generation import CACHE_KWARG
-from evalkit.scoring.kv_cache import InPlaceLayer, in_place_cache
+from evalkit.scoring.kv_cache import CACHE_KWARG, InPlaceLayer, in_place_cache
 
 
 def step(*layers, batch=3, length=1):

@@ -12,18 +12,15 @@ import time
 from dataclasses import dataclass
 
 import torch
-import transformers
 from tqdm.auto import tqdm
 
 from evalkit.backends.base import clean_generation
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import LoadedModel
 from evalkit.scoring.batching import auto_batch_size, length_sorted_batches, padded
-from evalkit.scoring.kv_cache import in_place_cache
+from evalkit.scoring.kv_cache import CACHE_KWARG, in_place_cache
 
 MAX_AUTO_GENERATION_BATCH = 16
-# generate()'s name for a cache passed in: transformers 5.24 renamed past_key_values (deprecated, removed in 6).
-CACHE_KWARG = "cache" if tuple(int(p) for p in transformers.__version__.split(".")[:2]) >= (5, 24) else "past_key_values"
 
 
 @dataclass

@@ -13,7 +13,11 @@ makes the next update start a fresh buffer from them.
 from __future__ import annotations
 
 import torch
+import transformers
 from transformers.cache_utils import DynamicCache, DynamicLayer
+
+# The keyword generate() and forward() take a cache by: transformers 5.24 renamed past_key_values (deprecated).
+CACHE_KWARG = "cache" if tuple(int(p) for p in transformers.__version__.split(".")[:2]) >= (5, 24) else "past_key_values"
 
 
 class InPlaceLayer(DynamicLayer):
