@@ -1,14 +1,14 @@
 """fp32 linear layers on CPU through oneDNN, each weight packed once into the kernel's blocked layout.
 
 Why by hand: eager ``F.linear`` on CPU calls MKL's sgemm, which re-packs the weight on every call and,
-on this project's AMD Zen 4 machine, runs the row counts of decoding (1-32 rows) at 20-70 GFLOP/s. oneDNN
-with a prepacked weight runs the same products at 75-220 GFLOP/s, and 10-20% faster than MKL at
-multiple choice's 64-2,048 rows (docs/performance.md has the measurements). ``torch.compile`` does the
-same packing (inductor's freezing pass calls these two ops) but compiles for minutes on 2 cores and
-again for every new shape; packing here costs ~1 s for a 135M model and no compilation.
+on this project's AMD Zen 4 machine, runs the row counts of decoding (8-32 rows) at 70-125 GFLOP/s.
+oneDNN with a prepacked weight runs the same products at 100-205 GFLOP/s, and 11-18% faster than MKL
+at multiple choice's ~1,000 rows (``benchmarks/linear_kernels.py``, docs/performance.md).
+``torch.compile`` does the same packing (inductor's freezing pass calls these two ops), but compiles,
+and again for new shapes; packing here is one reorder per weight at load, no compilation.
 
-The packed copy is extra memory (the linear weights once more); a model whose linears would not fit
-twice in a third of the available memory keeps the default kernel. Autograd, other dtypes and devices,
+The packed copy is extra memory (the linear weights once more); a model whose copy would take more than
+a third of the available memory keeps the default kernel. Autograd, other dtypes and devices,
 and a weight changed after packing (``_version`` / storage moved) fall back to ``nn.Linear.forward``,
 so training on a loaded model is unaffected. The arithmetic differs from MKL's in the last bits (a
 different summation order); results record which kernel ran (``LoadedModel.linear_kernel``), and
