@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+import sys
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mc_throughput import seconds_per_call  # noqa: E402
+
+from evalkit.models.packed_linear import pack_weight, packed_product  # noqa: E402
+
 SHAPES = {"q/o 576x576": (576, 576), "gate/up 1536x576": (1536, 576), "down 576x1536": (576, 1536),
           "LM head 49152x576": (49152, 576)}
-
-
-def seconds_per_call(product, budget: float) -> float:
-    product()
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < budget:
-        product()
-        calls += 1
-    return (time.perf_counter() - started) / calls
 
 
 def main() -> None:
@@ -39,7 +37,7 @@ def main() -> None:
           f"{'row alone == in batch (F.linear, oneDNN)':>42}")
     for name, (outputs, inputs) in SHAPES.items():
         weight = torch.randn(outputs, inputs)
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, 8)
+        packed = pack_weight(weight)
         for rows in (int(r) for r in args.rows.split(",")):
             x = torch.randn(rows, inputs)
 
@@ -47,7 +45,7 @@ def main() -> None:
                 return torch.nn.functional.linear(x, weight)
 
             def onednn(x=x):
-                return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+                return packed_product(x, packed)
 
             flops = 2 * rows * inputs * outputs
             a, b = seconds_per_call(plain, args.seconds), seconds_per_call(onednn, args.seconds)

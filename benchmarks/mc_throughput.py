@@ -78,33 +78,41 @@ def build_requests(lm, subjects: int, per_subject: int, shots: int):
     return keys, requests, choice_targets(spec, "llamafactory")
 
 
+def seconds_per_call(product, budget: float = 1.0, device: str = "cpu") -> float:
+    """Mean seconds of ``product()`` over ``budget`` seconds, after one warm-up call."""
+    import torch
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    product()
+    sync()
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < budget:
+        product()
+        calls += 1
+    sync()
+    return (time.perf_counter() - started) / calls
+
+
 def matmul_gflops(device: str, dtype) -> dict[str, float]:
     """Best fp32 GEMM rate over shapes like the model's (tokens x hidden x intermediate) and a square one,
     for torch.matmul and, on CPU, for oneDNN on a packed weight (evalkit's linears; the floor takes the faster)."""
     import torch
 
-    def rate(product, m, k, n) -> float:
-        product()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        repeats, started = 0, time.perf_counter()
-        while time.perf_counter() - started < 1.0:
-            product()
-            repeats += 1
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return 2 * m * k * n * repeats / (time.perf_counter() - started) / 1e9
+    from evalkit.models.packed_linear import pack_weight, packed_product, packing_available
 
     best: dict[str, float] = {}
     for m, k, n in ((1024, 576, 1536), (1024, 1536, 576), (2048, 2048, 2048)):
         a = torch.randn(m, k, device=device, dtype=dtype)
         b = torch.randn(k, n, device=device, dtype=dtype)
         products = {"torch.matmul": lambda: torch.matmul(a, b)}
-        if device == "cpu" and torch.backends.mkldnn.is_available():
-            packed = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), 8)
-            products["oneDNN packed"] = lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
+        if device == "cpu" and packing_available():
+            packed = pack_weight(b.t().contiguous())
+            products["oneDNN packed"] = lambda: packed_product(a, packed)
         for name, product in products.items():
-            best[name] = max(best.get(name, 0.0), rate(product, m, k, n))
+            best[name] = max(best.get(name, 0.0), 2 * m * k * n / seconds_per_call(product, 1.0, device) / 1e9)
     return best
 
 

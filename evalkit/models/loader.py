@@ -82,7 +82,7 @@ def quiet_bitsandbytes() -> None:
 
 
 def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
-    from evalkit.models.packed_linear import DEFAULT_KERNEL, pack_linear_layers
+    from evalkit.models.packed_linear import pack_linear_layers
 
     quiet_transformers()
     device = pick_device(device)
@@ -90,7 +90,7 @@ def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_re
     model, tokenizer, identity = _load(spec, torch_dtype, trust_remote_code)
     model.to(device)
     model.eval()
-    kernel = pack_linear_layers(model) if device == "cpu" else DEFAULT_KERNEL
+    kernel = pack_linear_layers(model)  # fp32 CPU linears only; elsewhere the default kernel
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     config = model.config

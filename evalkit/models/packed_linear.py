@@ -30,6 +30,21 @@ DEFAULT_KERNEL = "torch"
 _PACKED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
+def packing_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+
+
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """An (out, in) fp32 weight in oneDNN's blocked layout. The row-count hint (8) only picks the
+    layout's blocking; any number of rows runs on it."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 8)
+
+
+def packed_product(rows: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(rows, weight, bias)`` for 2-D ``rows`` on a ``pack_weight`` copy of the weight."""
+    return torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+
+
 class PackedLinear(torch.nn.Linear):
     """An ``nn.Linear`` whose inference forward uses a oneDNN-packed copy of its weight."""
 
@@ -40,8 +55,7 @@ class PackedLinear(torch.nn.Linear):
                 or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
                 or packed_from != (weight.data_ptr(), weight._version)):
             return super().forward(x)
-        rows = x.reshape(-1, x.shape[-1])
-        out = torch.ops.mkldnn._linear_pointwise(rows, packed, self.bias, "none", [], "")
+        out = packed_product(x.reshape(-1, x.shape[-1]), packed, self.bias)
         return out.view(*x.shape[:-1], self.out_features)
 
 
@@ -55,7 +69,7 @@ def pack_linear_layers(model, memory_share: float = 1 / 3) -> str:
     """Pack every fp32 CPU ``nn.Linear`` of ``model``; returns the kernel the linears now use."""
     if os.environ.get("EVALKIT_PACKED_LINEAR", "1") == "0":
         return DEFAULT_KERNEL
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+    if not packing_available():
         return DEFAULT_KERNEL
     layers = [m for m in model.modules() if _packable(m)]
     if not layers:
@@ -68,8 +82,6 @@ def pack_linear_layers(model, memory_share: float = 1 / 3) -> str:
     with torch.no_grad():
         for module in layers:
             weight = module.weight
-            # The row-count hint only picks the packed layout's blocking; any row count runs on it.
-            _PACKED[module] = (torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 8),
-                               (weight.data_ptr(), weight._version))
+            _PACKED[module] = (pack_weight(weight), (weight.data_ptr(), weight._version))
             module.__class__ = PackedLinear
     return KERNEL

@@ -3,8 +3,9 @@
 Why by hand: transformers' ``DynamicLayer`` does ``torch.cat([keys, new])`` every step, copying every
 layer's whole cache per generated token, so a step costs more the longer the context: a SmolLM2
 decoding step at batch 8 on 2 CPU cores took 58.6 ms with it and 54.6 ms with this layer after a
-200-token prompt, 141 ms and 105 ms after a 1,500-token one (docs/performance.md). ``StaticCache`` avoids the copy but attends over the whole allocated length
-(measured 0.85-0.91x of the dynamic cache here). This layer keeps one buffer per layer, sized for the
+200-token prompt, 141 ms and 105 ms after a 1,500-token one (docs/performance.md). ``StaticCache``
+avoids the copy but attends over the whole allocated length (measured 0.85-0.91x of the dynamic cache
+here). This layer keeps one buffer per layer, sized for the
 prompt plus the new tokens, and hands attention a view of the filled part: same tensors, same
 attention, no copies. Anything that replaces the layer's tensors (beam reordering, batch selection)
 makes the next update start a fresh buffer from them.
