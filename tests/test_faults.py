@@ -333,7 +333,7 @@ LOAD = "from evalkit.models import load_model; lm = load_model('smollm2-135m-ins
 
 @pytest.mark.slow
 def test_three_concurrent_first_loads_of_smollm2(tmp_path):
-    """The real thing: three processes load SmolLM2 into an empty cache at once (one dequantises, ~30-90 s)."""
+    """The real thing: three processes load SmolLM2 into an empty cache at once (one dequantises, ~20-60 s)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "EVALKIT_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", LOAD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(3)]

@@ -122,7 +122,7 @@ def _dequantise(gguf: Path, digest: str, target: Path, staging: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    print(f"evalkit: dequantising {gguf.name} once into {target} (30-90 s; later loads take under a second)",
+    print(f"evalkit: dequantising {gguf.name} once into {target} (20-60 s on 2 CPU cores; later loads take seconds)",
           file=sys.stderr)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
