@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,12 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mc_throughput import load, seconds_per_call  # noqa: E402
-
-
-def median_range(values: list[float], unit: str, digits: int = 1) -> str:
-    return (f"{statistics.median(values):.{digits}f} {unit} "
-            f"(range {min(values):.{digits}f}-{max(values):.{digits}f}, {len(values)} rounds)")
+from mc_throughput import load, seconds_per_call, spread  # noqa: E402
 
 
 def main() -> None:
@@ -94,10 +88,11 @@ def main() -> None:
               f"({weight_bytes / layers[-1] / 1e6:.1f} GB/s), sum {sums[-1]:.1f} GB/s, mv {mvs[-1]:.1f} GB/s "
               f"({before} -> {load()})", flush=True)
     rates = [weight_bytes / ms / 1e6 for ms in layers]
-    print(f"\ndecoding step at batch {rows}: {median_range(steps, 'ms')}")
-    print(f"its linear layers alone:   {median_range(layers, 'ms')}, reading weights at {median_range(rates, 'GB/s')}")
-    print(f"memory, sum over 1 GiB:    {median_range(sums, 'GB/s')}")
-    print(f"memory, mv 49152x576:      {median_range(mvs, 'GB/s')}")
+    print(f"\ndecoding step at batch {rows}: {spread(steps, 'ms', 'rounds')}")
+    print(f"its linear layers alone:   {spread(layers, 'ms', 'rounds')}, "
+          f"reading weights at {spread(rates, 'GB/s', 'rounds')}")
+    print(f"memory, sum over 1 GiB:    {spread(sums, 'GB/s', 'rounds')}")
+    print(f"memory, mv 49152x576:      {spread(mvs, 'GB/s', 'rounds')}")
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {load()}")
 
 

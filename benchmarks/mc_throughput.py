@@ -213,9 +213,10 @@ def load() -> str:
     return "load %.2f %.2f %.2f" % os.getloadavg()
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float], unit: str = "s", runs: str = "runs") -> str:
     ordered = sorted(values)
-    return f"median {statistics.median(ordered):.1f} s (range {ordered[0]:.1f}-{ordered[-1]:.1f}, {len(ordered)} runs)"
+    return (f"median {statistics.median(ordered):.1f} {unit} (range {ordered[0]:.1f}-{ordered[-1]:.1f}, "
+            f"{len(ordered)} {runs})")
 
 
 def softmax(values: list[float]) -> list[float]:
