@@ -19,6 +19,8 @@ def measure_decode(lm, prompt_ids: list[int], new_tokens: int) -> dict:
     """Greedy decoding with the KV cache, timed apart from the prompt's forward pass."""
     import torch
 
+    from evalkit.scoring.kv_cache import CACHE_KWARG
+
     with torch.inference_mode():
         ids = torch.tensor([prompt_ids], device=lm.device)
         started = time.perf_counter()
@@ -27,7 +29,7 @@ def measure_decode(lm, prompt_ids: list[int], new_tokens: int) -> dict:
         past, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
         started = time.perf_counter()
         for _ in range(new_tokens - 1):  # the first new token came from the prefill pass
-            out = lm.model(input_ids=token, past_key_values=past, use_cache=True)
+            out = lm.model(input_ids=token, use_cache=True, **{CACHE_KWARG: past})
             past, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
         if lm.device.startswith("cuda"):
             torch.cuda.synchronize()

@@ -21,6 +21,7 @@ import torch
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from evalkit.scoring.batching import logits_only_at, right_padded
+from evalkit.scoring.kv_cache import CACHE_KWARG
 from evalkit.scoring.shared_prefix_attention import (PackedSuffixes, shared_prefix_attention,
                                                      supports_shared_prefix_attention)
 
@@ -84,8 +85,8 @@ def suffix_last_logits(model, cache, prefix_length: int, suffixes: list[list[int
     last = suffix_mask.sum(dim=1) - 1
     mask = torch.cat([torch.ones((rows, prefix_length), dtype=suffix_mask.dtype, device=device), suffix_mask], dim=1)
     with logits_only_at(model, last, columns):
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=batch_view(cache, rows),
-                    use_cache=True)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                    **{CACHE_KWARG: batch_view(cache, rows)})
     return out.logits[:, -1, :]
 
 
