@@ -98,9 +98,11 @@ def seconds_per_call(product, budget: float = 1.0, device: str = "cpu") -> float
 
 def matmul_gflops(device: str, dtype) -> dict[str, float]:
     """Best fp32 GEMM rate over shapes like the model's (tokens x hidden x intermediate) and a square one,
-    for torch.matmul and, on CPU, for oneDNN on a packed weight (evalkit's linears; the floor takes the faster)."""
+    for torch.matmul and, on CPU, for oneDNN on a packed weight and evalkit's panel kernel (the floor takes the
+    fastest)."""
     import torch
 
+    from evalkit.models import panel_kernel
     from evalkit.models.packed_linear import pack_weight, packed_product, packing_available
 
     best: dict[str, float] = {}
@@ -111,6 +113,9 @@ def matmul_gflops(device: str, dtype) -> dict[str, float]:
         if device == "cpu" and packing_available():
             packed = pack_weight(b.t().contiguous())
             products["oneDNN packed"] = lambda: packed_product(a, packed)
+        if device == "cpu" and dtype == torch.float32 and panel_kernel.available():
+            panels = panel_kernel.pack(b.t().contiguous())
+            products["evalkit panels"] = lambda: panel_kernel.product(a, panels, n)
         for name, product in products.items():
             best[name] = max(best.get(name, 0.0), 2 * m * k * n / seconds_per_call(product, 1.0, device) / 1e9)
     return best

@@ -1,6 +1,7 @@
-"""Linear layers on oneDNN-packed weights (evalkit/models/packed_linear.py): same products as nn.Linear
-to fp32 rounding, the default kernel wherever packing would be wrong (autograd, a changed weight), and
-the same greedy tokens as the default kernel on the real SmolLM2 and real prompts."""
+"""Linear layers on packed weights (evalkit/models/packed_linear.py; the panel kernel where it builds, else
+oneDNN): same products as nn.Linear to fp32 rounding, every row computed as it would be alone (panels),
+the default kernel wherever packing would be wrong (autograd, a changed weight), and the same greedy
+tokens as the default kernel on the real SmolLM2 and real prompts."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import pytest
 import torch
 
 from evalkit.models import load_model
-from evalkit.models.packed_linear import KERNEL, PackedLinear, pack_linear_layers
+from evalkit.models import panel_kernel
+from evalkit.models.packed_linear import (ONEDNN_KERNEL, PANEL_KERNEL, PackedLinear, best_kernel,
+                                          pack_linear_layers)
 from evalkit.scoring.generation import generate, render_prompt, tokenize_prompts
 from evalkit.tasks import resolve_tasks
 from evalkit.tasks.generation_data import load_samples
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+KERNEL = best_kernel()
+needs_panels = pytest.mark.skipif(KERNEL != PANEL_KERNEL, reason="the panel kernel does not build here")
 
 
 def packed_pair(inputs: int, outputs: int, bias: bool):
@@ -35,6 +40,32 @@ def test_packed_products_equal_nn_linear(shape, bias):
         expected, got = plain(x), packed(x)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_panels
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("rows", [1, 5, 8, 9, 17, 300])
+@pytest.mark.parametrize("outputs, inputs", [(37, 70), (64, 64), (200, 129)])
+def test_panel_products_equal_f_linear_and_do_not_depend_on_the_batch(rows, outputs, inputs, bias):
+    generator = torch.Generator().manual_seed(rows * outputs + inputs)
+    weight = torch.randn(outputs, inputs, generator=generator)
+    b = torch.randn(outputs, generator=generator) if bias else None
+    x = torch.randn(rows, inputs, generator=generator)
+    panels = panel_kernel.pack(weight)
+    got = panel_kernel.product(x, panels, outputs, b)
+    torch.testing.assert_close(got, torch.nn.functional.linear(x, weight, b), rtol=1e-5, atol=1e-5)
+    for row in {0, rows // 2, rows - 1}:  # bit for bit the same as the row alone
+        assert torch.equal(panel_kernel.product(x[row:row + 1].clone(), panels, outputs, b), got[row:row + 1])
+
+
+def test_the_kernel_can_be_chosen_and_a_broken_compiler_means_onednn(monkeypatch):
+    monkeypatch.setenv("EVALKIT_LINEAR_KERNEL", "onednn")
+    layer = torch.nn.Sequential(torch.nn.Linear(16, 8))
+    assert pack_linear_layers(layer) == ONEDNN_KERNEL
+    monkeypatch.setenv("EVALKIT_LINEAR_KERNEL", "torch")
+    assert pack_linear_layers(torch.nn.Sequential(torch.nn.Linear(16, 8))) == "torch"
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert panel_kernel._build_and_check() is None
 
 
 def test_autograd_and_changed_weights_use_the_default_kernel():

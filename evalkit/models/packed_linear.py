@@ -1,18 +1,21 @@
-"""fp32 linear layers on CPU through oneDNN, each weight packed once into the kernel's blocked layout.
+"""fp32 linear layers on CPU on a weight packed once at load: evalkit's panel kernel, else oneDNN.
 
 Why by hand: eager ``F.linear`` on CPU calls MKL's sgemm, which re-packs the weight on every call and,
 on this project's AMD Zen 4 machine, runs the row counts of decoding (8-32 rows) at 70-125 GFLOP/s.
 oneDNN with a prepacked weight runs the same products at 100-205 GFLOP/s, and 11-18% faster than MKL
-at multiple choice's ~1,000 rows (``benchmarks/linear_kernels.py``, docs/performance.md).
-``torch.compile`` does the same packing (inductor's freezing pass calls these two ops), but compiles,
-and again for new shapes; packing here is one reorder per weight at load, no compilation.
+at multiple choice's ~1,000 rows; evalkit's panel kernel (``panel_kernel.c``, compiled at first use)
+runs decoding's 1-16 rows 1.2-2.3x faster again, reading the weights at about the rate memory gives,
+matches oneDNN at ~1,000 rows, and computes every row as it would alone (``benchmarks/linear_kernels.py``,
+docs/performance.md). ``torch.compile`` does oneDNN's packing too (inductor's freezing pass calls these
+ops), but compiles, and again for new shapes; packing here is one reorder per weight at load.
 
 The packed copy is extra memory (the linear weights once more); a model whose copy would take more than
 a third of the available memory keeps the default kernel. Autograd, other dtypes and devices,
 and a weight changed after packing (``_version`` / storage moved) fall back to ``nn.Linear.forward``,
 so training on a loaded model is unaffected. The arithmetic differs from MKL's in the last bits (a
-different summation order); results record which kernel ran (``LoadedModel.linear_kernel``), and
-``EVALKIT_PACKED_LINEAR=0`` keeps the default kernel (to reproduce numbers made before packing).
+different summation order); results record which kernel ran (``LoadedModel.linear_kernel``).
+``EVALKIT_LINEAR_KERNEL`` picks one: ``panels`` (the default where it builds), ``onednn``, or ``torch``
+(the default kernel, to reproduce numbers made before packing; ``EVALKIT_PACKED_LINEAR=0`` too).
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import weakref
 
 import torch
 
-KERNEL = "onednn-packed"
+from evalkit.models import panel_kernel
+
+PANEL_KERNEL = "evalkit-panels"
+ONEDNN_KERNEL = "onednn-packed"
 DEFAULT_KERNEL = "torch"
 
 # Packed weights live beside the modules, not in them: oneDNN's opaque tensors cannot be deep-copied or
@@ -45,17 +51,31 @@ def packed_product(rows: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor 
     return torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
 
 
+def best_kernel() -> str:
+    """The kernel ``pack_linear_layers`` uses on this machine (memory permitting)."""
+    chosen = os.environ.get("EVALKIT_LINEAR_KERNEL", "panels")
+    if os.environ.get("EVALKIT_PACKED_LINEAR", "1") == "0" or chosen == "torch":
+        return DEFAULT_KERNEL
+    if chosen == "panels" and panel_kernel.available():
+        return PANEL_KERNEL
+    return ONEDNN_KERNEL if packing_available() else DEFAULT_KERNEL
+
+
 class PackedLinear(torch.nn.Linear):
-    """An ``nn.Linear`` whose inference forward uses a oneDNN-packed copy of its weight."""
+    """An ``nn.Linear`` whose inference forward uses a packed copy of its weight."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed, packed_from = _PACKED.get(self, (None, None))
+        packed, packed_from, kernel = _PACKED.get(self, (None, None, None))
         weight = self.weight
         if (packed is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() == 0
                 or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
                 or packed_from != (weight.data_ptr(), weight._version)):
             return super().forward(x)
-        out = packed_product(x.reshape(-1, x.shape[-1]), packed, self.bias)
+        rows = x.reshape(-1, x.shape[-1])
+        if kernel == PANEL_KERNEL:
+            out = panel_kernel.product(rows, packed, self.out_features, self.bias)
+        else:
+            out = packed_product(rows, packed, self.bias)
         return out.view(*x.shape[:-1], self.out_features)
 
 
@@ -67,9 +87,8 @@ def _packable(module) -> bool:
 
 def pack_linear_layers(model, memory_share: float = 1 / 3) -> str:
     """Pack every fp32 CPU ``nn.Linear`` of ``model``; returns the kernel the linears now use."""
-    if os.environ.get("EVALKIT_PACKED_LINEAR", "1") == "0":
-        return DEFAULT_KERNEL
-    if not packing_available():
+    kernel = best_kernel()
+    if kernel == DEFAULT_KERNEL:
         return DEFAULT_KERNEL
     layers = [m for m in model.modules() if _packable(m)]
     if not layers:
@@ -82,6 +101,7 @@ def pack_linear_layers(model, memory_share: float = 1 / 3) -> str:
     with torch.no_grad():
         for module in layers:
             weight = module.weight
-            _PACKED[module] = (pack_weight(weight), (weight.data_ptr(), weight._version))
+            packed = panel_kernel.pack(weight) if kernel == PANEL_KERNEL else pack_weight(weight)
+            _PACKED[module] = (packed, (weight.data_ptr(), weight._version), kernel)
             module.__class__ = PackedLinear
-    return KERNEL
+    return kernel
