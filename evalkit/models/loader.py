@@ -28,7 +28,7 @@ class LoadedModel:
     device: str
     dtype: str
     context_length: int = field(default=2048)
-    linear_kernel: str = "torch"  # "onednn-packed": fp32 CPU linears run on packed weights (models/packed_linear.py)
+    linear_kernel: str = "torch"  # "evalkit-panels" / "onednn-packed": fp32 CPU linears on packed weights (models/packed_linear.py)
 
     @property
     def name(self) -> str:
