@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,8 +42,9 @@ def main() -> None:
     for selection in resolve_tasks("alpaca_en,alpaca_zh"):
         texts += [render_prompt(lm.tokenizer, s.input, chat=True) for s in load_samples(selection.spec, args.samples).samples]
     sequences, _ = tokenize_prompts(lm, texts, True, args.max_new_tokens, "error", "benchmark")
+    from evalkit.results import cpu_model
     print(f"model {args.model} ({lm.dtype}, {lm.device}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; load average {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} CPUs, {cpu_model()}; load average {os.getloadavg()[0]:.1f}")
     print(f"{len(sequences)} prompts ({args.samples} alpaca_en + {args.samples} alpaca_zh), "
           f"{min(map(len, sequences))}-{max(map(len, sequences))} prompt tokens, max_new_tokens {args.max_new_tokens}, greedy\n")
 

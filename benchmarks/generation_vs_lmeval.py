@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -61,8 +60,9 @@ def main() -> None:
     for selection in resolve_tasks(args.tasks):
         contexts += [render_prompt(lm.tokenizer, s.input, chat=True)
                      for s in load_samples(selection.spec, args.samples).samples]
+    from evalkit.results import cpu_model
     print(f"model {args.model} (float32, cpu), torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+          f"{os.cpu_count()} CPUs, {cpu_model()}")
     print(f"{len(contexts)} prompts ({args.samples} of each of {args.tasks}), chat template, greedy, "
           f"max_new_tokens {args.max_new_tokens}, stop at EOS, batch size {args.batch_size} for both\n")
 

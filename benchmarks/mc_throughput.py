@@ -15,8 +15,8 @@ timed_lm_eval.py). On a shared CPU one run of each is not a figure: the tools al
 printed, with the load average before and after every run. Printed too: whether the prompts are
 the same text and the predictions the same question by question, and the compute floor: the FLOPs
 of the tokens that must be computed divided by the fp32 matmul rate measured in the same run
-(before and after the rounds, with torch.matmul and with oneDNN on a packed weight as evalkit's
-linears run; the highest, so the floor is the lowest). Nothing is asserted.
+(before and after the rounds, with torch.matmul, oneDNN on a packed weight and evalkit's panel
+kernel, the ways evalkit's linears can run; the highest, so the floor is the lowest). Nothing is asserted.
 
     .venv/bin/python benchmarks/mc_throughput.py --subjects 10 --per-subject 50 --batch-size 8 --lmeval-batch-size 8
     .venv/bin/python benchmarks/mc_throughput.py --subjects 2 --per-subject 3 --rounds 1  # quick check
@@ -29,7 +29,6 @@ import glob
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -253,8 +252,9 @@ def main() -> None:
     sequences, truncated = tokenize_prompts(lm, requests, "error", "cmmlu")
     groups = prefix_groups(requests, sequences, truncated)
     n = len(requests)
+    from evalkit.results import cpu_model
     print(f"model {args.model} ({lm.dtype}, {lm.device}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; load average {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} CPUs, {cpu_model()}; load average {os.getloadavg()[0]:.1f}")
     print(f"CMMLU {args.num_fewshot}-shot, {len(keys)} subjects x {args.per_subject} = {n} questions, "
           f"{sum(map(len, sequences))} prompt tokens ({min(map(len, sequences))}-{max(map(len, sequences))} per prompt); "
           f"evalkit batch {batch_size}, lm-eval batch {args.lmeval_batch_size}\n")

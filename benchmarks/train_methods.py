@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -133,7 +132,8 @@ def main() -> None:
 
     print(f"model {args.model}, stage pt on tasks/data/sft/c4_demo.jsonl, {args.seq_len} tokens x batch "
           f"{args.batch_size} per step, {args.steps} steps (first not timed), LoRA rank {args.lora_rank}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+    from evalkit.results import cpu_model
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU only'}")
     header = f"{'method':<14}{'trainable':>14}{'% of total':>11}{'peak mem MB':>13}{'tokens/s':>10}{'s/step':>9}{'loss first->last':>20}"
     print(header)

@@ -307,8 +307,9 @@ def main() -> None:
         with log_path.open("a", encoding="utf-8") as handle:
             handle.write(text + "\n")
 
+    from evalkit.results import cpu_model
     say(f"# evalkit train vs LLaMA-Factory, {date.today()}, {platform.node()} ({os.cpu_count()} CPUs, "
-        f"{platform.processor() or platform.machine()}), {args.steps} steps per run, OMP_NUM_THREADS=1")
+        f"{cpu_model()}), {args.steps} steps per run, OMP_NUM_THREADS=1")
     say(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="evalkit-vs-lf-") as tmp:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import time
 
@@ -98,7 +97,8 @@ def main() -> None:
     same_predictions = sum(a.prediction == b.prediction for a, b in zip(hf["scores"], vl["scores"]))
     gap = max(abs(x - y) for a, b in zip(hf["scores"], vl["scores"]) for x, y in zip(a.probabilities, b.probabilities))
     n_gen, n_mc = len(hf["texts"]), len(hf["scores"])
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, vLLM {version}, "
+    from evalkit.results import cpu_model
+    print(f"\n{cpu_model()}, {os.cpu_count()} cores, vLLM {version}, "
           f"{args.model} fp32, batch size / max_num_seqs {args.batch_size}\n")
     print("| backend | generation tok/s | new tokens | identical texts | MC questions/s | same predictions | model load s |")
     print("|---|---|---|---|---|---|---|")

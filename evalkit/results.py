@@ -26,17 +26,27 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"evalkit": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-            "processor": _cpu_model(), "libraries": versions}
+            "processor": cpu_model(), "libraries": versions}
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, with its family and model numbers: VMs often report only "AMD EPYC",
+    and a Zen 4 and a Zen 5 host differ 2x in fp32 matmul rate."""
+    fields = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu family", "model") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
+                break  # the first processor's block is enough
     except OSError:
         pass
-    return platform.processor()
+    name = fields.get("model name") or platform.processor()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def slug(text: str) -> str:

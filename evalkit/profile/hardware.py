@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import platform
 
-from evalkit.results import _cpu_model
+from evalkit.results import cpu_model
 
 
 def hardware() -> dict:
     import psutil
 
     info = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_logical_cores": os.cpu_count(),
         "cpu_physical_cores": psutil.cpu_count(logical=False),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
