@@ -85,22 +85,14 @@ void evalkit_linear(const float *x, int64_t rows, int64_t k_in, const float *p, 
             const float *xs = x + r0 * k_in;
             float *ys = y + r0 * n_out;
             /* constant row counts let the compiler keep every accumulator in a register */
+#define ROWS(n) case n: tile(xs, k_in, n, panel, bias, ys, n_out, q * PANEL); break;
             switch (left < TILE_ROWS ? left : TILE_ROWS) {
-            case 1: tile(xs, k_in, 1, panel, bias, ys, n_out, q * PANEL); break;
-            case 2: tile(xs, k_in, 2, panel, bias, ys, n_out, q * PANEL); break;
-            case 3: tile(xs, k_in, 3, panel, bias, ys, n_out, q * PANEL); break;
-            case 4: tile(xs, k_in, 4, panel, bias, ys, n_out, q * PANEL); break;
-            case 5: tile(xs, k_in, 5, panel, bias, ys, n_out, q * PANEL); break;
-            case 6: tile(xs, k_in, 6, panel, bias, ys, n_out, q * PANEL); break;
+            ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6)
 #if TILE_ROWS > 6
-            case 7: tile(xs, k_in, 7, panel, bias, ys, n_out, q * PANEL); break;
-            case 8: tile(xs, k_in, 8, panel, bias, ys, n_out, q * PANEL); break;
+            ROWS(7) ROWS(8)
 #endif
 #if TILE_ROWS > 8
-            case 9: tile(xs, k_in, 9, panel, bias, ys, n_out, q * PANEL); break;
-            case 10: tile(xs, k_in, 10, panel, bias, ys, n_out, q * PANEL); break;
-            case 11: tile(xs, k_in, 11, panel, bias, ys, n_out, q * PANEL); break;
-            case 12: tile(xs, k_in, 12, panel, bias, ys, n_out, q * PANEL); break;
+            ROWS(9) ROWS(10) ROWS(11) ROWS(12)
 #endif
             }
         }
