@@ -31,6 +31,7 @@ def main() -> None:
     import torch
 
     from evalkit.models import load_model
+    from evalkit.results import cpu_model
     from evalkit.scoring.generation import generate, render_prompt, tokenize_prompts
     from evalkit.tasks import resolve_tasks
     from evalkit.tasks.generation_data import load_samples
@@ -42,7 +43,6 @@ def main() -> None:
     for selection in resolve_tasks("alpaca_en,alpaca_zh"):
         texts += [render_prompt(lm.tokenizer, s.input, chat=True) for s in load_samples(selection.spec, args.samples).samples]
     sequences, _ = tokenize_prompts(lm, texts, True, args.max_new_tokens, "error", "benchmark")
-    from evalkit.results import cpu_model
     print(f"model {args.model} ({lm.dtype}, {lm.device}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, {cpu_model()}; load average {os.getloadavg()[0]:.1f}")
     print(f"{len(sequences)} prompts ({args.samples} alpaca_en + {args.samples} alpaca_zh), "

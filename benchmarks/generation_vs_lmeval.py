@@ -51,6 +51,7 @@ def main() -> None:
 
     from evalkit.backends.base import clean_generation
     from evalkit.models import load_model
+    from evalkit.results import cpu_model
     from evalkit.scoring.generation import generate, render_prompt, tokenize_prompts
     from evalkit.tasks import resolve_tasks
     from evalkit.tasks.generation_data import load_samples
@@ -60,7 +61,6 @@ def main() -> None:
     for selection in resolve_tasks(args.tasks):
         contexts += [render_prompt(lm.tokenizer, s.input, chat=True)
                      for s in load_samples(selection.spec, args.samples).samples]
-    from evalkit.results import cpu_model
     print(f"model {args.model} (float32, cpu), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, {cpu_model()}")
     print(f"{len(contexts)} prompts ({args.samples} of each of {args.tasks}), chat template, greedy, "

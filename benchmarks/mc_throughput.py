@@ -241,6 +241,7 @@ def main() -> None:
     import torch
 
     from evalkit.models import load_model
+    from evalkit.results import cpu_model
     from evalkit.scoring.multiple_choice import prefix_groups, tokenize_prompts
     from evalkit.tasks.mc_data import LETTERS
 
@@ -252,7 +253,6 @@ def main() -> None:
     sequences, truncated = tokenize_prompts(lm, requests, "error", "cmmlu")
     groups = prefix_groups(requests, sequences, truncated)
     n = len(requests)
-    from evalkit.results import cpu_model
     print(f"model {args.model} ({lm.dtype}, {lm.device}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, {cpu_model()}; load average {os.getloadavg()[0]:.1f}")
     print(f"CMMLU {args.num_fewshot}-shot, {len(keys)} subjects x {args.per_subject} = {n} questions, "

@@ -77,6 +77,7 @@ def measure(backend, texts, stop, requests, targets, args) -> dict:
 def main() -> None:
     args = parse_args()
     from evalkit.backends import BackendOptions, backend_class
+    from evalkit.results import cpu_model
 
     print("before:", uptime())
     runs, loads = {}, {}
@@ -97,7 +98,6 @@ def main() -> None:
     same_predictions = sum(a.prediction == b.prediction for a, b in zip(hf["scores"], vl["scores"]))
     gap = max(abs(x - y) for a, b in zip(hf["scores"], vl["scores"]) for x, y in zip(a.probabilities, b.probabilities))
     n_gen, n_mc = len(hf["texts"]), len(hf["scores"])
-    from evalkit.results import cpu_model
     print(f"\n{cpu_model()}, {os.cpu_count()} cores, vLLM {version}, "
           f"{args.model} fp32, batch size / max_num_seqs {args.batch_size}\n")
     print("| backend | generation tok/s | new tokens | identical texts | MC questions/s | same predictions | model load s |")

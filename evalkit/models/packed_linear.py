@@ -6,8 +6,9 @@ oneDNN with a prepacked weight runs the same products at 100-205 GFLOP/s, and 11
 at multiple choice's ~1,000 rows; evalkit's panel kernel (``panel_kernel.c``, compiled at first use)
 ran decoding's 1-16 rows 1.2-2.3x faster again there, matches oneDNN at ~1,000 rows, and computes every
 row as it would alone (``benchmarks/linear_kernels.py``, docs/performance.md). On a Zen 5 host, where
-oneDNN's few-row kernel is fast, the two decode at the same speed; batch-size invariance remains. ``torch.compile`` does oneDNN's packing too (inductor's freezing pass calls these
-ops), but compiles, and again for new shapes; packing here is one reorder per weight at load.
+oneDNN's few-row kernel is fast, the two decode at the same speed; batch-size invariance remains.
+``torch.compile`` does oneDNN's packing too (inductor's freezing pass calls these ops), but compiles,
+and again for new shapes; packing here is one reorder per weight at load.
 
 The packed copy is extra memory (the linear weights once more); a model whose copy would take more than
 a third of the available memory keeps the default kernel. Autograd, other dtypes and devices,
