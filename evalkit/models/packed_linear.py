@@ -1,14 +1,12 @@
 """fp32 linear layers on CPU on a weight packed once at load: evalkit's panel kernel, else oneDNN.
 
-Why by hand: eager ``F.linear`` on CPU calls MKL's sgemm, which re-packs the weight on every call and,
-on this project's AMD Zen 4 machine, runs the row counts of decoding (8-32 rows) at 70-125 GFLOP/s.
-oneDNN with a prepacked weight runs the same products at 100-205 GFLOP/s, and 11-18% faster than MKL
-at multiple choice's ~1,000 rows; evalkit's panel kernel (``panel_kernel.c``, compiled at first use)
-ran decoding's 1-16 rows 1.2-2.3x faster again there, matches oneDNN at ~1,000 rows, and computes every
-row as it would alone (``benchmarks/linear_kernels.py``, docs/performance.md). On a Zen 5 host, where
-oneDNN's few-row kernel is fast, the two decode at the same speed; batch-size invariance remains.
-``torch.compile`` does oneDNN's packing too (inductor's freezing pass calls these ops), but compiles,
-and again for new shapes; packing here is one reorder per weight at load.
+Why by hand: eager ``F.linear`` on CPU calls MKL's sgemm, which re-packs the weight on every call;
+here the weight is packed once, at load, into oneDNN's blocked layout or into the column panels of
+evalkit's panel kernel (``panel_kernel.c``, compiled at first use), which also computes every row as
+it would alone (one multiply-add chain per output in k order: batch-size invariant by construction).
+How fast each kernel is, by row count: ``benchmarks/linear_kernels.py``; measured figures, by host, in
+docs/performance.md. ``torch.compile`` does oneDNN's packing too (inductor's freezing pass calls these
+ops), but compiles, and again for new shapes; packing here is one reorder per weight at load.
 
 The packed copy is extra memory (the linear weights once more); a model whose copy would take more than
 a third of the available memory keeps the default kernel. Autograd, other dtypes and devices,
@@ -17,6 +15,11 @@ so training on a loaded model is unaffected. The arithmetic differs from MKL's i
 different summation order); results record which kernel ran (``LoadedModel.linear_kernel``).
 ``EVALKIT_LINEAR_KERNEL`` picks one: ``panels`` (the default where it builds), ``onednn``, or ``torch``
 (the default kernel, to reproduce numbers made before packing; ``EVALKIT_PACKED_LINEAR=0`` too).
+
+Neither packed kernel sees an input ``nn.Linear`` would refuse: one whose last dimension is not
+``in_features`` (or any non-fp32, non-CPU, non-strided or 0-d one) runs ``nn.Linear.forward``, which
+raises its own error; ``panel_kernel.product`` and ``packed_product`` check the rest (2-D fp32 CPU rows,
+the packed weight's sizes, a ``(out_features,)`` fp32 CPU bias) before a pointer reaches C or oneDNN.
 """
 
 from __future__ import annotations
@@ -48,7 +51,24 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
 
 
 def packed_product(rows: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(rows, weight, bias)`` for 2-D ``rows`` on a ``pack_weight`` copy of the weight."""
+    """``F.linear(rows, weight, bias)`` for 2-D fp32 CPU ``rows`` on a ``pack_weight`` copy of the weight.
+
+    Checked first, as ``panel_kernel.product`` does: oneDNN's own checks say only that it "could not
+    create a primitive descriptor", and it reads a strided bias as if it were dense (wrong values), so
+    the bias is made contiguous. Non-contiguous rows are fine: oneDNN reads their strides.
+    """
+    if not (rows.is_cpu and rows.dtype is torch.float32 and rows.layout is torch.strided and rows.ndim == 2):
+        raise RuntimeError(f"packed_product: expected 2-D torch.float32 CPU rows, got {panel_kernel._describe(rows)}")
+    outputs, inputs = packed.shape  # the (out, in) shape of the weight, whatever oneDNN's blocking
+    if rows.shape[1] != inputs:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows.shape[0]}x{rows.shape[1]} and "
+                           f"{inputs}x{outputs})")
+    if bias is not None:
+        if not (bias.is_cpu and bias.dtype is torch.float32 and bias.layout is torch.strided
+                and bias.shape == (outputs,)):
+            raise RuntimeError(f"packed_product: expected a ({outputs},) torch.float32 CPU bias, "
+                               f"got {panel_kernel._describe(bias)}")
+        bias = bias.contiguous()
     return torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
 
 
@@ -68,7 +88,11 @@ class PackedLinear(torch.nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         packed, packed_from, kernel = _PACKED.get(self, (None, None, None))
         weight = self.weight
-        if (packed is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() == 0
+        # Anything the packed kernels would not compute as nn.Linear does goes to nn.Linear.forward, which
+        # computes it or raises its own error (a wrong in_features: "mat1 and mat2 shapes cannot be
+        # multiplied"); is_cpu, not device.type: a few attribute reads per call.
+        if (packed is None or x.dtype is not torch.float32 or not x.is_cpu or x.layout is not torch.strided
+                or x.ndim == 0 or x.numel() == 0 or x.shape[-1] != self.in_features
                 or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
                 or packed_from != (weight.data_ptr(), weight._version)):
             return super().forward(x)

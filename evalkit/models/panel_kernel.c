@@ -1,22 +1,21 @@
 /* fp32 y = x w^T + b on CPU with the weight packed once into column panels (evalkit/models/packed_linear.py).
 
-   Why by hand: at the row counts of batched decoding (1-16 rows) oneDNN's kernel on a prepacked weight
-   reads the weights at 10-25 GB/s where a plain sum over the same tensors reads 25-35 GB/s on this
-   project's 2-core Zen 4 machine, and decoding is that read. This kernel streams each panel once per
-   group of rows and reaches the read rate at 8 rows while matching oneDNN at ~1,000 rows
-   (benchmarks/linear_kernels.py). Each output is one fused multiply-add chain over k in order, so a
-   row's result does not depend on the other rows of the batch (batch-size invariant by construction).
-   On a Zen 5 host, where oneDNN's few-row kernel is fast, the two decode at the same speed; the
-   invariance is what remains there (docs/performance.md).
+   Each panel holds PANEL output columns for every k; a tile of up to TILE_ROWS input rows keeps its
+   2 x TILE_ROWS vector accumulators in registers while the panel streams through once, so the weights
+   are read once per group of rows (decoding, a few rows per matrix, is reading the weights). Each
+   output is one fused multiply-add chain over k in order, so a row's result does not depend on the
+   other rows of the batch (batch-size invariant by construction). Speed against oneDNN and MKL:
+   benchmarks/linear_kernels.py; measured figures, by host, in docs/performance.md.
 
    Portable C: GCC/Clang vector extensions, compiled at first use with -march=native; the panel width
-   and the rows per tile follow the machine's vector registers. */
+   and the rows per tile follow the machine's vector registers. The caller (panel_kernel.py) checks
+   every size, dtype and layout before a pointer reaches these functions; they trust their arguments. */
 #include <stdint.h>
 #include <string.h>
 
 #if defined(__AVX512F__)
 #define LANES 16
-#define TILE_ROWS 12 /* 12 x 2 accumulators of 32 registers: at ~600 rows 10-15% faster than 8 on Zen 5 */
+#define TILE_ROWS 12 /* 12 x 2 accumulators of 32 registers (12 rather than 8: docs/performance.md) */
 #elif defined(__AVX__)
 #define LANES 8
 #define TILE_ROWS 6 /* 6 x 2 accumulators of 16 registers */
@@ -55,7 +54,7 @@ static inline __attribute__((always_inline)) void tile(const float *x, int64_t k
         }
     }
     int64_t width = n_out - n0 < PANEL ? n_out - n0 : PANEL;
-    if (width == PANEL) { /* whole panel: vector stores (scalar ones cost ~5% at K = 576) */
+    if (width == PANEL) { /* whole panel: vector stores (faster than scalar ones: docs/performance.md) */
         vec b0 = {0}, b1 = {0};
         if (bias) b0 = *(const vec *)(bias + n0), b1 = *(const vec *)(bias + n0 + LANES);
         for (int r = 0; r < rows; r++) {
