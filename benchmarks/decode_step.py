@@ -39,8 +39,8 @@ def main() -> None:
     import torch
 
     from evalkit.models import load_model
-    from evalkit.scoring.generation import left_padded, render_prompt, tokenize_prompts
-    from evalkit.scoring.kv_cache import CACHE_KWARG, in_place_cache
+    from evalkit.backends.hf.generation import left_padded, render_prompt, tokenize_prompts
+    from evalkit.backends.hf.kv_cache import CACHE_KWARG, in_place_cache
     from evalkit.tasks import resolve_tasks
     from evalkit.tasks.generation_data import load_samples
 

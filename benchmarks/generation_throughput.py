@@ -32,7 +32,7 @@ def main() -> None:
 
     from evalkit.models import load_model
     from evalkit.results import cpu_model
-    from evalkit.scoring.generation import generate, render_prompt, tokenize_prompts
+    from evalkit.backends.hf.generation import generate, render_prompt, tokenize_prompts
     from evalkit.tasks import resolve_tasks
     from evalkit.tasks.generation_data import load_samples
 

@@ -49,10 +49,10 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    from evalkit.backends.base import clean_generation
+    from evalkit.backends.outputs import clean_generation
     from evalkit.models import load_model
     from evalkit.results import cpu_model
-    from evalkit.scoring.generation import generate, render_prompt, tokenize_prompts
+    from evalkit.backends.hf.generation import generate, render_prompt, tokenize_prompts
     from evalkit.tasks import resolve_tasks
     from evalkit.tasks.generation_data import load_samples
 
@@ -112,7 +112,7 @@ def main() -> None:
           f"(ratio of medians); per round {', '.join(f'{a / b:.2f}x' for a, b in zip(ours_rate, theirs_rate))}")
 
     # evalkit scores a text stripped, without the U+FFFD of a character cut at max_new_tokens
-    # (backends/base.clean_generation); lm-eval returns it raw. Compared both ways.
+    # (backends/outputs.clean_generation); lm-eval returns it raw. Compared both ways.
     raw = sum(g.text == t for g, t in zip(outputs, lmeval["texts"]))
     cleaned = [clean_generation(t, (), "length")[0] for t in lmeval["texts"]]
     same = [g.text == t for g, t in zip(outputs, cleaned)]

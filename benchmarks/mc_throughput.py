@@ -142,7 +142,7 @@ def forward_flops(model, tokens: list[tuple[int, int]], head_positions: int) -> 
 
 
 def timed_scoring(lm, requests, targets, batch_size, reuse_prefix: bool):
-    from evalkit.scoring.multiple_choice import score_multiple_choice
+    from evalkit.backends.hf.multiple_choice import score_multiple_choice
 
     started = time.perf_counter()
     scores = score_multiple_choice(lm, requests, targets, batch_size, progress=False, reuse_prefix=reuse_prefix)
@@ -242,7 +242,7 @@ def main() -> None:
 
     from evalkit.models import load_model
     from evalkit.results import cpu_model
-    from evalkit.scoring.multiple_choice import prefix_groups, tokenize_prompts
+    from evalkit.backends.hf.multiple_choice import prefix_groups, tokenize_prompts
     from evalkit.tasks.mc_data import LETTERS
 
     if args.threads:

@@ -33,7 +33,7 @@ def _rate(benchmark, amount: float) -> float:
 def test_bench_mc_scoring_prefix_reuse(benchmark, lm):
     """5-shot CMMLU, the first 6 test questions of 1 subject, batch 8, the subject's prefix computed once."""
     from evalkit.requests import build_requests, choice_targets
-    from evalkit.scoring.multiple_choice import score_multiple_choice
+    from evalkit.backends.hf.multiple_choice import score_multiple_choice
     from evalkit.tasks import resolve_tasks
     from evalkit.tasks.mc_data import load_split
 
@@ -53,7 +53,7 @@ def test_bench_mc_scoring_prefix_reuse(benchmark, lm):
 
 def test_bench_generation(benchmark, lm):
     """Greedy continuations of 2 alpaca_zh prompts (chat template), 16 new tokens at most, batch 2."""
-    from evalkit.scoring.generation import generate, render_prompt, tokenize_prompts
+    from evalkit.backends.hf.generation import generate, render_prompt, tokenize_prompts
     from evalkit.tasks import resolve_tasks
     from evalkit.tasks.generation_data import load_samples
 

@@ -76,13 +76,13 @@ def measure(backend, texts, stop, requests, targets, args) -> dict:
 
 def main() -> None:
     args = parse_args()
-    from evalkit.backends import BackendOptions, backend_class
+    from evalkit.backends import backend_class
     from evalkit.results import cpu_model
 
     print("before:", uptime())
     runs, loads = {}, {}
-    for name, options in (("hf", BackendOptions(dtype="float32")),
-                          ("vllm", BackendOptions(dtype="float32", extra={"max_num_seqs": args.batch_size}))):
+    for name, options in (("hf", backend_class("hf").Options(dtype="float32")),
+                          ("vllm", backend_class("vllm").Options(dtype="float32", max_num_seqs=args.batch_size))):
         started = time.perf_counter()
         backend = backend_class(name).load(args.model, options)
         loads[name] = time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""Data-parallel evaluation: ``accelerate launch --num_processes N -m evalkit.cli run ...`` (or ``torchrun``).
+"""Data-parallel evaluation: ``accelerate launch --num_processes N -m evalkit run ...`` (or ``torchrun``).
 
 Every process loads the model and prepares the same requests; ``DataParallel`` wraps the backend so each
 backend call computes only this rank's share and returns everyone's answers, gathered with
@@ -83,13 +83,10 @@ class DataParallel:
     """A backend computing this rank's share of each call and returning all ranks' answers."""
 
     def __init__(self, inner):
-        object.__setattr__(self, "inner", inner)
+        self.inner = inner
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
-
-    def __setattr__(self, name, value):  # evalkit run sets request_cache on the backend
-        setattr(self.inner, name, value)
 
     def describe(self) -> dict:
         return {**self.inner.describe(), "data_parallel": {"world_size": world()[1], "shard": "subject"}}
@@ -118,17 +115,9 @@ class DataParallel:
                          "processes": size, "per_process": timings}
 
     def loglikelihood_rolling(self, documents, window, stride, config):
-        import math
-
         rank, size = world()
         mine = list(range(rank, len(documents), size))
-        summary, rows = ({}, []) if not mine else self.inner.loglikelihood_rolling(
-            [documents[i] for i in mine], window, stride, config)
+        rows = [] if not mine else self.inner.loglikelihood_rolling([documents[i] for i in mine], window, stride, config)
         for i, row in zip(mine, rows):
             row["index"] = i
-        rows = _gather(list(zip(mine, rows)), len(documents))
-        settings = next(s for s in _gather([(rank, summary)], size) if s)
-        nll, predicted = sum(r["nll_sum"] for r in rows), sum(r["predicted_tokens"] for r in rows)
-        return {"window": settings["window"], "stride": settings["stride"], "documents": len(documents),
-                "predicted_tokens": predicted, "nll_sum": nll, "perplexity": math.exp(nll / predicted),
-                "perplexity_llamafactory": sum(r["first_window_perplexity"] for r in rows) / len(rows)}, rows
+        return _gather(list(zip(mine, rows)), len(documents))

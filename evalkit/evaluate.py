@@ -37,11 +37,13 @@ def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = 
     ``lm``: an already loaded model, evaluated with the hf backend (tests, the trainer's evaluation).
     """
     _load_evaluators()
-    options = options or BackendOptions(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    backend_type = backend_class("hf" if lm is not None else backend)
+    options = options or backend_type.Options(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    if not isinstance(options, backend_type.Options):
+        raise TypeError(f"options for --backend {backend_type.name} must be {backend_type.Options.__name__}")
     distributed.init()  # under accelerate launch / torchrun: rank 0 writes and records, see evalkit/distributed.py
     output_dir, record = distributed.rank_output(output_dir, record)
     options.device = distributed.rank_device(options.device)
-    backend_type = backend_class("hf" if lm is not None else backend)
     selections = resolve_tasks(tasks)
     preflight.check_unique_tasks(selections)
     preflight.check_device(options.device)
@@ -65,10 +67,11 @@ def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = 
     started = time.time()
     task_results, task_throughput = {}, {}
     with Profiler() as prof:
+        cache = RequestCache.open if config.use_cache else None  # opened with the loaded model's namespace
         with prof.phase("model_load"):
-            engine = distributed.wrap(backend_type(lm) if lm is not None else backend_type.load(model, options))
-        if config.use_cache:
-            engine.request_cache = RequestCache.open(engine.cache_namespace())
+            loaded = backend_type(lm, request_cache=cache) if lm is not None else \
+                backend_type.load(model, options, request_cache=cache)
+            engine = distributed.wrap(loaded)
         load_seconds = time.time() - started
         for selection, evaluator, ready in prepared:
             name = selection.spec.name

@@ -137,7 +137,7 @@ def test_adgen_reads_the_vendored_dev_split_offline():
     content as the prompt and summary as the reference (LLaMA-Factory's adgen_eval columns)."""
     (selection,) = resolve_tasks("adgen")
     data = load_samples(selection.spec)
-    path = REPO / "tasks" / "data" / "adgen" / "dev.json"
+    path = (REPO / "tasks" / "data" / "adgen" / "dev.json").resolve()  # the packaged file (tasks/ is a link)
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert data.source == str(path) and data.data_sha256 is not None and len(data.samples) == len(rows) == 1070
     assert [(s.input, s.reference) for s in data.samples] == [(r["content"], r["summary"]) for r in rows]
@@ -150,4 +150,4 @@ def test_adgen_runs_offline(capsys, tiny_model_dir, tmp_path, one_thread):
     assert code == 0, err
     result = json.loads(next(tmp_path.rglob("results_*.json")).read_text())["tasks"]["adgen"]
     assert result["n"] == 2 and "bleu-4" in result and "rouge-l" in result
-    assert result["data"]["source"] == str(REPO / "tasks" / "data" / "adgen" / "dev.json")
+    assert result["data"]["source"] == str((REPO / "tasks" / "data" / "adgen" / "dev.json").resolve())

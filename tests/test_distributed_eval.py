@@ -1,4 +1,4 @@
-"""Data-parallel evaluation: `accelerate launch --multi_gpu --num_processes 2 -m evalkit.cli run ...` (on a CPU-only
+"""Data-parallel evaluation: `accelerate launch --multi_gpu --num_processes 2 -m evalkit run ...` (on a CPU-only
 machine accelerate starts 2 torchrun processes, gloo) writes one results file whose scores and samples equal a
 single-process run's (evalkit/distributed.py). accelerate's `--cpu` alone starts one process (its multi-CPU
 path needs mpirun), hence `--multi_gpu`."""
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 def evalkit_run(model: Path, out: Path) -> list[str]:
-    return ["-m", "evalkit.cli", "run", "--model", str(model), "--tasks", TASKS, "--limit", "4",
+    return ["-m", "evalkit", "run", "--model", str(model), "--tasks", TASKS, "--limit", "4",
             "--batch-size", "2", "--max-new-tokens", "8", "--output-dir", str(out), "--no-store", "--no-progress"]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from evalkit.evaluators.base import RunConfig
 from evalkit.metrics.text import METRICS, sample_scores
-from evalkit.scoring.generation import generate, left_padded, render_prompt, tokenize_prompts
+from evalkit.backends.hf.generation import generate, left_padded, render_prompt, tokenize_prompts
 from tests.conftest import REPO, build_tiny_model
 from tests.helpers import run_cli
 
@@ -140,4 +140,4 @@ def test_task_list_includes_generation_tasks():
 
     names = available_tasks()
     for task in ("alpaca_zh", "alpaca_en", "adgen", "xsum", "cnn_dailymail"):
-        assert names[task] == REPO / "tasks" / f"{task}.yaml"
+        assert names[task] == (REPO / "tasks" / f"{task}.yaml").resolve()  # tasks/ links to evalkit/resources/tasks

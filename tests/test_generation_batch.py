@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from evalkit.scoring.generation import generate, render_prompt, tokenize_prompts
+from evalkit.backends.hf.generation import generate, render_prompt, tokenize_prompts
 from evalkit.tasks import resolve_tasks
 from evalkit.tasks.generation_data import load_samples
 

@@ -1,4 +1,4 @@
-"""The in-place KV cache (evalkit/scoring/kv_cache.py) holds what transformers' concatenating cache holds,
+"""The in-place KV cache (evalkit/backends/hf/kv_cache.py) holds what transformers' concatenating cache holds,
 through growth past its capacity, batch selection and cropping, and generates the same tokens."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from evalkit.scoring.kv_cache import CACHE_KWARG, InPlaceLayer, in_place_cache
+from evalkit.backends.hf.kv_cache import CACHE_KWARG, InPlaceLayer, in_place_cache
 
 
 def step(*layers, batch=3, length=1):

@@ -9,7 +9,7 @@ import pytest
 from evalkit.evaluators.base import RunConfig
 from evalkit.metrics.accuracy import summarize
 from evalkit.requests import build_requests, choice_targets
-from evalkit.scoring.multiple_choice import score_multiple_choice
+from evalkit.backends.hf.multiple_choice import score_multiple_choice
 from evalkit.tasks import resolve_tasks
 from evalkit.tasks.mc_data import load_split
 from tests.conftest import REPO

@@ -20,7 +20,7 @@ from evalkit.models import load_model
 from evalkit.models import packed_linear, panel_kernel
 from evalkit.models.packed_linear import (ONEDNN_KERNEL, PANEL_KERNEL, PackedLinear, best_kernel,
                                           pack_linear_layers)
-from evalkit.scoring.generation import generate, render_prompt, tokenize_prompts
+from evalkit.backends.hf.generation import generate, render_prompt, tokenize_prompts
 from evalkit.tasks import resolve_tasks
 from evalkit.tasks.generation_data import load_samples
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from evalkit.requests import build_requests, choice_targets
-from evalkit.scoring.multiple_choice import prefix_groups, score_multiple_choice, tokenize_prompts
-from evalkit.scoring.batching import length_sorted_batches, logits_only_at
-from evalkit.scoring.prefix_cache import (common_prefix_length, prefix_cache, suffix_last_logits,
+from evalkit.backends.hf.multiple_choice import prefix_groups, score_multiple_choice, tokenize_prompts
+from evalkit.backends.hf.batching import length_sorted_batches, logits_only_at
+from evalkit.backends.hf.prefix_cache import (common_prefix_length, prefix_cache, suffix_last_logits,
                                           supports_prefix_reuse)
 from evalkit.tasks.mc_data import load_split
 from evalkit.tasks.registry import resolve_tasks
@@ -79,7 +79,7 @@ def tiny_long(tmp_path_factory):
 def attention_path(request, monkeypatch, tiny_long):
     """Both ways suffixes attend to the prefix: shared-prefix attention (plain decoders on CPU, the
     default) and the repeated KV cache (every other model, CUDA)."""
-    import evalkit.scoring.prefix_cache as prefix_module
+    import evalkit.backends.hf.prefix_cache as prefix_module
 
     if request.param == "repeated cache":
         monkeypatch.setattr(prefix_module, "supports_shared_prefix_attention", lambda *args: False)

@@ -12,7 +12,8 @@ import pytest
 from evalkit.evaluate import run_evaluation
 from evalkit.evaluators.base import RunConfig
 from evalkit.profile import Profiler, format_profile
-from evalkit.profile.perplexity import perplexity, window_ranges
+from evalkit.backends.hf.perplexity import perplexity
+from evalkit.evaluators.perplexity import window_ranges
 from evalkit.tasks.perplexity_spec import Document, load_documents
 from evalkit.tasks.registry import resolve_tasks
 from tests.helpers import run_cli

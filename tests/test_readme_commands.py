@@ -132,17 +132,17 @@ EXPENSIVE = {
     "tests/test_vllm_backend.py": "the vLLM test suite, in the vLLM virtualenv",
     "VLLM_CPU_KVCACHE_SPACE=2 OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv-vllm/bin/python benchmarks/vllm_vs_hf.py "
     "--subjects 3 --per-subject 20": "the vLLM vs hf benchmark, in the vLLM virtualenv",
-    "accelerate launch --multi_gpu --num_processes 2 -m evalkit.cli run --model smollm2-135m-instruct --tasks cmmlu "
+    "accelerate launch --multi_gpu --num_processes 2 -m evalkit run --model smollm2-135m-instruct --tasks cmmlu "
     "--num-fewshot 5": "all of CMMLU 5-shot in two processes; tests/test_distributed_eval.py runs the same launch on 3 subjects",
-    "torchrun --nproc_per_node 2 -m evalkit.cli run --model smollm2-135m-instruct --tasks cmmlu --num-fewshot 5":
+    "torchrun --nproc_per_node 2 -m evalkit run --model smollm2-135m-instruct --tasks cmmlu --num-fewshot 5":
         "all of CMMLU 5-shot in two processes; tests/test_distributed_eval.py runs the same launch on 3 subjects",
-    "accelerate launch --config_file trainers/accelerate/ddp.yaml -m evalkit.cli train trainers/lora.yaml":
+    "accelerate launch --config_file trainers/accelerate/ddp.yaml -m evalkit train trainers/lora.yaml":
         "30 LoRA steps in two processes; tests/test_distributed_train.py runs 5 steps of it",
-    "accelerate launch --config_file trainers/accelerate/fsdp.yaml -m evalkit.cli train trainers/full.yaml":
+    "accelerate launch --config_file trainers/accelerate/fsdp.yaml -m evalkit train trainers/full.yaml":
         "FSDP needs GPUs",
-    "accelerate launch --config_file trainers/accelerate/deepspeed_zero2.yaml -m evalkit.cli train trainers/lora.yaml":
+    "accelerate launch --config_file trainers/accelerate/deepspeed_zero2.yaml -m evalkit train trainers/lora.yaml":
         "DeepSpeed ZeRO needs GPUs and the deepspeed package",
-    "accelerate launch --config_file trainers/accelerate/deepspeed_zero3.yaml -m evalkit.cli train trainers/full.yaml":
+    "accelerate launch --config_file trainers/accelerate/deepspeed_zero3.yaml -m evalkit train trainers/full.yaml":
         "DeepSpeed ZeRO needs GPUs and the deepspeed package",
 }
 

@@ -116,8 +116,9 @@ def test_lora_adapter_matches_hf(tmp_path, lora_adapter):
 
 def test_perplexity_matches_hf():
     """Sliding windows (64 tokens, stride 32: several windows per document) through prompt_logprobs vs hf."""
-    from evalkit.backends import BackendOptions, backend_class
+    from evalkit.backends import backend_class
     from evalkit.evaluators.base import RunConfig
+    from evalkit.evaluators.perplexity import perplexity_summary
     from evalkit.tasks.perplexity_spec import load_documents
     from evalkit.tasks import resolve_tasks
 
@@ -126,8 +127,11 @@ def test_perplexity_matches_hf():
     config = RunConfig(progress=False, use_cache=False)
     summaries = {}
     for name in ("hf", "vllm"):
-        backend = backend_class(name).load(SMOLLM2, BackendOptions(dtype="float32", extra={"enforce_eager": True} if name == "vllm" else {}))
-        summaries[name] = backend.loglikelihood_rolling(documents, 64, 32, config)[0]
+        engine = {"enforce_eager": True} if name == "vllm" else {}
+        backend = backend_class(name).load(SMOLLM2, backend_class(name).Options(dtype="float32", **engine))
+        window, stride = backend.rolling_window(64, 32)
+        rows = backend.loglikelihood_rolling(documents, window, stride, config)
+        summaries[name] = perplexity_summary(rows, window, stride)
         del backend
     hf, vllm = summaries["hf"], summaries["vllm"]
     assert vllm["predicted_tokens"] == hf["predicted_tokens"] > 3 * 64  # every token predicted once, over many windows

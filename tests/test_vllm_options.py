@@ -1,4 +1,4 @@
-"""The vLLM engine flags of `evalkit run` (no vLLM needed): they reach BackendOptions.extra, and without
+"""The vLLM engine flags of `evalkit run` (no vLLM needed): they reach the vllm backend's options (VLLMOptions), and without
 --backend vllm they stop the run with one line."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ def parse(*argv: str):
 def test_engine_flags_reach_the_backend_options():
     args = parse("--backend", "vllm", "--tensor-parallel-size", "2", "--max-model-len", "4096",
                  "--gpu-memory-utilization", "0.8")
-    assert run.backend_options(args).extra == {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.8,
-                                               "max_model_len": 4096}
-    assert run.backend_options(parse("--backend", "vllm")).extra == {}
+    assert run.backend_options(args).engine_settings() == {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.8,
+                                                           "max_model_len": 4096}
+    assert run.backend_options(parse("--backend", "vllm")).engine_settings() == {}
 
 
 @pytest.mark.parametrize("flag", ["--tensor-parallel-size", "--data-parallel-size", "--max-model-len"])

@@ -1,87 +1,137 @@
-"""What an evaluator asks of a model, and nothing about how it is computed.
+"""The backend contract: what an evaluator asks of a model, and nothing about how it is computed.
 
-Three questions, one per task type:
+A backend is one module with a ``Backend`` subclass and one line in ``evalkit/backends/__init__.py``
+(docs/new_backend.md walks through it). It declares:
 
-* ``score_choices``: the four answer-letter probabilities at the position after each prompt
-  (multiple choice);
-* ``generate``: a greedy continuation of each prompt, cut at stop strings (generation tasks);
-* ``loglikelihood_rolling``: summed token log-likelihoods over documents (perplexity);
+* ``name``, ``task_types`` (a subset of ``TASK_TYPES``) and ``Options``, a pydantic model of its settings
+  (unknown keys are refused: ``evalkit run --backend-arg key=value`` reaches them);
+* ``load(model, options, request_cache=...)``: a ready backend, or one ``EvalkitError`` line;
+* what produced the numbers: ``model_record``, ``describe`` and ``cache_namespace``;
+* the questions of the task types it answers: ``score_choices`` (multiple choice), ``generate``
+  (generation), ``loglikelihood_rolling`` (perplexity). The others answer with one line.
 
-plus ``model_record()`` / ``describe()``, what produced the numbers, for the results file.
-Batching, caching and prefix reuse are the backend's business: ``hf`` computes in process with
-transformers, ``openai`` asks an OpenAI-compatible server, ``vllm`` runs vLLM's engine.
+Results come back as the neutral types of ``evalkit/backends/outputs.py``. Batching, prefix reuse and
+concurrency are the backend's business; the request cache is handed to it at construction (an opener,
+called with ``cache_namespace()`` on first use) and consulted through ``memo``, written once here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+import abc
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from evalkit.backends.outputs import ChoiceScore, Generation, clean_generation  # noqa: F401  (re-exported)
+from evalkit.errors import EvalkitError
 
 if TYPE_CHECKING:
+    from evalkit.backends.request_cache import BatchMemo, RequestCache
     from evalkit.evaluators.base import RunConfig
-    from evalkit.tasks.perplexity_spec import Document
     from evalkit.requests import MultipleChoiceRequest
-    from evalkit.scoring.generation import Generation
-    from evalkit.scoring.multiple_choice import ChoiceScore
+    from evalkit.tasks.perplexity_spec import Document
 
 TASK_TYPES = ("multiple_choice", "generation", "perplexity")
+CacheOpener = Callable[[dict], "RequestCache | None"]  # namespace -> cache (RequestCache.open), None: no cache
 
 
-@dataclass
-class BackendOptions:
-    """Everything ``evalkit run`` passes to a backend; each backend reads the fields it knows."""
+class BackendOptions(BaseModel):
+    """Settings every backend takes; a backend's ``Options`` subclasses this with its own fields."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
-    base_url: str | None = None  # openai
-    api_key_env: str = "OPENAI_API_KEY"  # openai: the variable holding the key (never the key itself)
-    concurrency: int = 8  # openai: requests in flight
-    timeout: float = 600.0  # openai: seconds per request
-    max_retries: int = 5  # openai: retries on 429/5xx/timeouts, with exponential backoff
-    mc_mode: str = "logprobs"  # openai: logprobs (exact) or generate (parse a letter from text)
-    top_logprobs: int = 20  # openai: log-probabilities asked per position
-    tokenizer: str | None = None  # openai: local tokenizer (alias/dir) for chat-template MC and logit_bias
-    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific settings (vllm engine arguments)
 
 
-class Backend(Protocol):
-    name: str
-    task_types: tuple[str, ...]  # which of TASK_TYPES it can answer
+class Backend(abc.ABC):
+    name: ClassVar[str]
+    task_types: ClassVar[tuple[str, ...]]  # which of TASK_TYPES it can answer
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+
+    def __init__(self, *, request_cache: CacheOpener | None = None):
+        self._cache_opener = request_cache
+        self._cache: RequestCache | None = None
+
+    # -- construction ---------------------------------------------------------------------------------
+    @classmethod
+    def check_model(cls, model: str) -> None:
+        """Fail fast, before tasks are read or weights loaded, on a ``--model`` this backend cannot use."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, model: str, options: BackendOptions, *, request_cache: CacheOpener | None = None) -> "Backend":
+        """Load ``model`` with ``options`` (an instance of ``cls.Options``); errors are one ``EvalkitError`` line."""
+
+    # -- what produced the numbers ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def model_record(self, name: str) -> dict:
+        """The results file's ``model`` block: identity (kind, source, weight hashes), dtype, device, context."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """The results file's ``backend`` block: name, versions and settings that affect the numbers."""
+
+    @abc.abstractmethod
+    def cache_namespace(self) -> dict:
+        """What, besides a request, decides its answer (weights, arithmetic, server): part of every cache key."""
 
     @property
     def tokenizer(self) -> Any | None:
         """The model's tokenizer where evalkit has it locally (chat-template rendering), else None."""
+        return None
 
     @property
     def chat_available(self) -> bool:
         """Whether generation prompts can be wrapped in the model's chat template."""
+        return False
 
-    def model_record(self, name: str) -> dict:
-        """The results file's ``model`` block: identity (kind, source, weight hashes), dtype, device, context."""
+    def rolling_window(self, window: int, stride: int) -> tuple[int, int]:
+        """The (window, stride) perplexity is computed with: the spec's, bounded by what the model can take."""
+        return window, stride
 
-    def describe(self) -> dict:
-        """The results file's ``backend`` block: name, versions and settings that affect the numbers."""
-
+    # -- the questions --------------------------------------------------------------------------------
     def score_choices(self, requests: list[MultipleChoiceRequest], targets: list[str], config: RunConfig,
-                      label: str) -> list[ChoiceScore]: ...
+                      label: str) -> list[ChoiceScore]:
+        """Per request, the probabilities of the answer letters ``targets`` at the position after its prompt.
+
+        Returns one ``ChoiceScore`` per request, in input order; the same request always gets the same
+        numbers, whatever the batch it is computed in.
+        """
+        raise self._unsupported("multiple_choice")
 
     def generate(self, texts: list[str], *, chat: bool, max_new_tokens: int, stop: tuple[str, ...],
-                 config: RunConfig, label: str) -> tuple[list[Generation], dict]: ...
+                 config: RunConfig, label: str) -> tuple[list[Generation], dict]:
+        """Greedy continuations of ``texts`` (in the model's chat template if ``chat``), cleaned by
+        ``clean_generation``, in input order; and a timing record (``outputs.generation_timing``)."""
+        raise self._unsupported("generation")
 
     def loglikelihood_rolling(self, documents: list[Document], window: int, stride: int,
-                              config: RunConfig) -> tuple[dict, list[dict]]: ...
+                              config: RunConfig) -> list[dict]:
+        """One row per document, in input order, over sliding windows of ``window`` tokens moving ``stride``
+        (``evaluators/perplexity.py`` defines the windows and aggregates the rows): at least ``nll_sum``,
+        ``predicted_tokens``, ``prompt_tokens``, ``document_tokens`` and ``first_window_perplexity``."""
+        raise self._unsupported("perplexity")
 
+    # -- shared glue ----------------------------------------------------------------------------------
+    @property
+    def request_cache(self) -> RequestCache | None:
+        """The request cache for this model, opened on first use; None when the run has none."""
+        if self._cache is None and self._cache_opener is not None:
+            self._cache = self._cache_opener(self.cache_namespace())
+            self._cache_opener = None
+        return self._cache
 
-def clean_generation(text: str, stop: tuple[str, ...], finish: str) -> tuple[str, str]:
-    """The text evalkit scores: cut at the first stop string, a half-decoded last character dropped, stripped.
+    def memo(self, kind: str, payloads: list[dict]) -> BatchMemo | None:
+        """A task's requests (``payloads``: what decides each answer) as cache keys; None without a cache."""
+        from evalkit.backends.request_cache import BatchMemo
 
-    Every backend applies this one rule so their texts compare exactly. A continuation cut at
-    ``max_new_tokens`` can end inside a multi-byte character, which decodes to U+FFFD.
-    """
-    cut = min((text.find(s) for s in stop if s in text), default=-1)
-    if cut >= 0:
-        text, finish = text[:cut], "stop"
-    elif finish == "length":
-        text = text.rstrip("\ufffd")
-    return text.strip(), finish
+        cache = self.request_cache
+        if cache is None:
+            return None
+        return BatchMemo(cache, kind, [cache.key(kind, payload) for payload in payloads])
+
+    def _unsupported(self, task_type: str) -> EvalkitError:
+        return EvalkitError(f"--backend {self.name} cannot answer {task_type} tasks; it answers "
+                            f"{', '.join(self.task_types)}: use --backend hf for this one")

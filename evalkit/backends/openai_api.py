@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import re
 import time
 
+from typing import Literal
+
+from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
-from evalkit.backends.base import BackendOptions, clean_generation
-from evalkit.backends.request_cache import BatchMemo
+from evalkit.backends.base import Backend, BackendOptions, CacheOpener
+from evalkit.backends.outputs import (ChoiceScore, Generation, best_letter, choice_token_ids, clean_generation,
+                                      generation_timing, letter_probabilities)
 from evalkit.errors import EvalkitError
-from evalkit.scoring.generation import Generation
-from evalkit.scoring.multiple_choice import ChoiceScore
 from evalkit.tasks.mc_data import LETTERS
 
 # --mc-mode generate: the first letter A-D of the answer, alone or followed by ".", ")" or a non-letter.
@@ -38,23 +39,54 @@ PARSE_RULE = re.compile(r"^\W*([ABCD])(?![A-Za-z])")
 GENERATE_MC_TOKENS = 8
 
 
-class OpenAIBackend:
+def _flag(flag: str, metavar: str = "N") -> dict:
+    return {"flag": flag, "metavar": metavar}
+
+
+class OpenAIOptions(BackendOptions):
+    base_url: str | None = Field(None, description="the server's API root, e.g. http://127.0.0.1:8000/v1 (--model is "
+                                 "the served name)", json_schema_extra=_flag("--base-url", "URL"))
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (the key is "
+                             "never written anywhere)", json_schema_extra=_flag("--api-key-env", "VAR"))
+    concurrency: int = Field(8, ge=1, description="requests in flight", json_schema_extra=_flag("--concurrency"))
+    max_retries: int = Field(5, ge=0, description="retries on 429, 5xx and timeouts, with exponential backoff",
+                             json_schema_extra=_flag("--max-retries"))
+    timeout: float = Field(600.0, gt=0, description="seconds per request", json_schema_extra=_flag("--request-timeout", "S"))
+    mc_mode: Literal["logprobs", "generate"] = Field(
+        "logprobs", description="multiple choice from the letters' log-probabilities (exact; default) or by generating "
+        "and parsing a letter (for servers without log-probabilities)", json_schema_extra=_flag("--mc-mode"))
+    top_logprobs: int = Field(20, ge=1, description="log-probabilities asked per position (OpenAI allows up to 20)",
+                              json_schema_extra=_flag("--top-logprobs"))
+    tokenizer: str | None = Field(None, description="a local tokenizer (alias or directory) for --apply-chat-template "
+                                  "and to bias the letters into the server's top log-probabilities",
+                                  json_schema_extra=_flag("--tokenizer", "MODEL"))
+
+    @model_validator(mode="after")
+    def _needs_server(self):
+        if not self.base_url:
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1, as `evalkit serve` prints)")
+        return self
+
+
+class OpenAIBackend(Backend):
     name = "openai"
     task_types = ("multiple_choice", "generation")
-    request_cache = None  # set by evalkit run; each answer is saved as it arrives
+    Options = OpenAIOptions
 
-    def __init__(self, model: str, options: BackendOptions, served: dict, tokenizer=None):
+    def __init__(self, model: str, options: OpenAIOptions, served: dict, tokenizer=None, *,
+                 request_cache: CacheOpener | None = None):
+        super().__init__(request_cache=request_cache)
         self.model, self.options, self.served, self._tokenizer = model, options, served, tokenizer
 
     @classmethod
-    def load(cls, model: str, options: BackendOptions) -> "OpenAIBackend":
+    def load(cls, model: str, options: OpenAIOptions, *, request_cache: CacheOpener | None = None) -> "OpenAIBackend":
         served = asyncio.run(_check_server(model, options))
         tokenizer = None
         if options.tokenizer:
             from evalkit.models.loader import load_tokenizer
 
             tokenizer = load_tokenizer(options.tokenizer)
-        return cls(model, options, served, tokenizer)
+        return cls(model, options, served, tokenizer, request_cache=request_cache)
 
     @property
     def tokenizer(self):
@@ -96,8 +128,6 @@ class OpenAIBackend:
                              "multiple_choice", keys)
         bias, names = None, list(targets)  # the letters as the server names their tokens ("A", or " A")
         if self._tokenizer is not None:
-            from evalkit.scoring.multiple_choice import choice_token_ids
-
             ids = choice_token_ids(self._tokenizer, targets)
             bias, names = {str(i): 100 for i in ids}, [self._tokenizer.decode([i]) for i in ids]
         return self._run(label, requests, lambda client, r: self._choice_by_logprobs(client, r, names, bias),
@@ -118,12 +148,8 @@ class OpenAIBackend:
             raise EvalkitError(f"{self.options.base_url}: the letters {missing} are not among the top "
                                f"{len(top)} log-probabilities for {request.subject} #{request.index}; pass --tokenizer "
                                "MODEL so evalkit can bias the four letters into them (logit_bias), or raise --top-logprobs")
-        logprobs = [top[name] for name in names]
-        peak = max(logprobs)
-        weights = [math.exp(lp - peak) for lp in logprobs]
-        total = sum(weights)
-        probabilities = [w / total for w in weights]
-        prediction = LETTERS[max(range(4), key=probabilities.__getitem__)]
+        probabilities = letter_probabilities([top[name] for name in names])
+        prediction = best_letter(probabilities, LETTERS)
         return ChoiceScore(request, probabilities, prediction, response.usage.prompt_tokens if response.usage else 0, False)
 
     async def _choice_by_text(self, client, request) -> ChoiceScore:
@@ -160,21 +186,12 @@ class OpenAIBackend:
         keys = [{"text": t, "chat": chat, "max_new_tokens": max_new_tokens, "stop": list(stop), "decoding": "greedy"}
                 for t in texts]
         generations = self._run(label, texts, one, config.progress, "generation", keys)
-        seconds = time.perf_counter() - started
-        total = sum(g.new_tokens for g in generations)
-        return generations, {"generate_s": round(seconds, 3), "new_tokens": total,
-                             "tokens_per_s": round(total / seconds, 2) if seconds > 0 else None,
-                             "concurrency": self.options.concurrency}
-
-    def loglikelihood_rolling(self, documents, window, stride, config):
-        raise EvalkitError("perplexity needs the model's token log-probabilities in process; use --backend hf")
+        return generations, generation_timing(time.perf_counter() - started, generations,
+                                              concurrency=self.options.concurrency)
 
     # -- plumbing -----------------------------------------------------------------------------------------
     def _run(self, label, items, work, progress, kind, payloads):
-        memo = None
-        if self.request_cache is not None:
-            memo = BatchMemo(self.request_cache, kind, [self.request_cache.key(kind, p) for p in payloads])
-        return asyncio.run(self._gather(label, items, work, progress, memo))
+        return asyncio.run(self._gather(label, items, work, progress, self.memo(kind, payloads)))
 
     async def _gather(self, label, items, work, progress, memo):
         import openai
@@ -224,7 +241,7 @@ def _special_tokens(chat: bool) -> dict:
     return {"extra_body": {"add_special_tokens": False}} if chat else {}
 
 
-def _client(options: BackendOptions):
+def _client(options: OpenAIOptions):
     import openai
 
     key = os.environ.get(options.api_key_env) or "EMPTY"  # local servers without auth accept any key
@@ -232,7 +249,7 @@ def _client(options: BackendOptions):
                               max_retries=options.max_retries)
 
 
-async def _check_server(model: str, options: BackendOptions) -> dict:
+async def _check_server(model: str, options: OpenAIOptions) -> dict:
     """The served model's entry from /v1/models (fails fast with one line if the server or model is wrong)."""
     import openai
 
@@ -248,7 +265,7 @@ async def _check_server(model: str, options: BackendOptions) -> dict:
     return entries[model]
 
 
-def _api_error(exc, options: BackendOptions, model: str) -> EvalkitError:
+def _api_error(exc, options: OpenAIOptions, model: str) -> EvalkitError:
     import openai
 
     url = options.base_url

@@ -5,14 +5,14 @@
   are then exactly the four letters, renormalised over them, which is evalkit's softmax over the four
   letter logits. Prefix caching is on, so each subject's few-shot prefix is computed once.
 * Generation: greedy, the model's EOS and the task's stop strings, the chat template rendered by
-  evalkit (scoring/generation.py ``render_prompt``) and decoded/cleaned by the same rule as ``hf``.
+  evalkit (backends/hf/generation.py ``render_prompt``) and decoded/cleaned by the same rule as ``hf``.
 * Perplexity: ``prompt_logprobs`` over the same sliding windows as profile/perplexity.py, a few
   windows per engine call, so no whole-document prompt ever asks for log-probabilities (vLLM 5907).
 
 Prompts go in as token ids tokenised exactly as the ``hf`` backend does, so both see the same tokens.
 PEFT LoRA adapter directories run through ``LoRARequest`` on their base (no merge). Engine settings
 (--tensor-parallel-size, --data-parallel-size, --gpu-memory-utilization, --max-model-len, and any other
-``vllm.LLM`` keyword via ``BackendOptions.extra``) pass through and are recorded by ``describe()``.
+``vllm.LLM`` keyword via ``--backend-arg engine_args=...``, see ``VLLMOptions``) pass through and are recorded by ``describe()``.
 """
 
 from __future__ import annotations
@@ -20,54 +20,19 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
+from typing import Any
 
+from pydantic import Field
 from tqdm.auto import tqdm
 
-from evalkit.backends.base import BackendOptions, clean_generation
-from evalkit.backends.request_cache import BatchMemo
+from evalkit.backends.base import Backend, BackendOptions, CacheOpener
+from evalkit.backends.outputs import (ChoiceScore, Generation, best_letter, choice_token_ids, clean_generation,
+                                      generation_timing, letter_probabilities)
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import LoadedModel
 
 CHUNK = 64  # requests per engine call: the request cache saves after each, and the bar moves
 PERPLEXITY_WINDOWS_PER_CALL = 8  # bounds the prompt log-probabilities held at once
-
-
-def _model_source(spec: str) -> tuple[Path | str, dict, Path | None, dict | None]:
-    """(weights for vLLM, identity record, LoRA adapter dir or None, its adapter_config) of ``--model``.
-
-    The identity record matches the ``hf`` backend's (models/loader.py) so results name the same model.
-    """
-    from evalkit.models.embedded import EMBEDDED, dequantised_dir, resolve_embedded
-    from evalkit.models.loader import HUB_ID, adapter_config, weights_hash
-
-    if spec in EMBEDDED:  # GGUF aliases: vLLM reads the dequantised transformers directory
-        directory, identity = resolve_embedded(spec)
-        return directory, identity, None, None
-    path = Path(spec).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        directory, digest = dequantised_dir(path.resolve())
-        return directory, {"kind": "gguf", "source": str(path.resolve()), "weights_sha256": digest}, None, None
-    if path.is_dir() and (path / "adapter_config.json").is_file():
-        config, base_spec = adapter_config(path, "adapter_config.json", ())
-        if config.get("peft_type") != "LORA":
-            raise EvalkitError(f"{path / 'adapter_config.json'}: peft_type {config.get('peft_type')!r}; vLLM runs "
-                               "LoRA adapters only: use --backend hf, or merge the adapter into its base")
-        base, base_identity, nested, _ = _model_source(base_spec)
-        if nested is not None:
-            raise EvalkitError(f"{path / 'adapter_config.json'}: its base is itself an adapter; vLLM applies one "
-                               "LoRA on a plain model: merge the base adapter first or use --backend hf")
-        identity = {"kind": "peft_adapter", "source": str(path.resolve()), "adapter_sha256": weights_hash(path),
-                    "peft_type": config.get("peft_type"), "base": base_identity}
-        return base, identity, path.resolve(), config
-    if path.is_dir() and (path / "evalkit_adapter_config.json").is_file():
-        raise EvalkitError(f"{path}: an evalkit bottleneck adapter, which vLLM cannot run; use --backend hf")
-    if path.is_dir() and (path / "config.json").is_file():
-        return path.resolve(), {"kind": "local", "source": str(path.resolve()), "weights_sha256": weights_hash(path)}, None, None
-    if path.exists() or not HUB_ID.match(spec):
-        raise EvalkitError(f"model {spec!r}: not an embedded model, a transformers directory, a .gguf file, a LoRA "
-                           "adapter directory or a hub id; point --model at one of these")
-    return spec, {"kind": "hub", "source": spec, "revision": None}, None, None
 
 
 def _dtype_name(dtype: str, device: str) -> str:
@@ -76,12 +41,41 @@ def _dtype_name(dtype: str, device: str) -> str:
     return str(pick_dtype(dtype, device)).replace("torch.", "")
 
 
-class VLLMBackend:
+def _engine_flag(flag: str) -> dict:
+    return {"flag": flag, "metavar": "N"}
+
+
+class VLLMOptions(BackendOptions):
+    """vLLM engine arguments evalkit passes to ``vllm.LLM``; any other one goes in ``engine_args``."""
+
+    tensor_parallel_size: int | None = Field(None, ge=1, description="GPUs per model replica (vLLM's engine argument)",
+                                             json_schema_extra=_engine_flag("--tensor-parallel-size"))
+    data_parallel_size: int | None = Field(None, ge=1, description="model replicas (vLLM's engine argument)",
+                                           json_schema_extra=_engine_flag("--data-parallel-size"))
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="fraction of GPU memory the engine may "
+                                                 "take (vLLM's engine argument)",
+                                                 json_schema_extra=_engine_flag("--gpu-memory-utilization"))
+    max_model_len: int | None = Field(None, ge=1, description="context length the engine allocates for (vLLM's engine "
+                                      "argument)", json_schema_extra=_engine_flag("--max-model-len"))
+    max_num_seqs: int | None = Field(None, ge=1, description="sequences the engine batches at once")
+    enforce_eager: bool | None = Field(None, description="no CUDA graphs / compilation")
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="any other vllm.LLM keyword (checked "
+                                        "against vllm.EngineArgs when the engine starts)")
+
+    def engine_settings(self) -> dict:
+        declared = {k: v for k, v in self.model_dump(exclude={"engine_args", *BackendOptions.model_fields}).items()
+                    if v is not None}
+        return {**declared, **self.engine_args}
+
+
+class VLLMBackend(Backend):
     name = "vllm"
     task_types = ("multiple_choice", "generation", "perplexity")
-    request_cache = None  # set by evalkit run (backends/request_cache.py); None: compute everything
+    Options = VLLMOptions
 
-    def __init__(self, llm, lm: LoadedModel, engine_settings: dict, lora=None, generation_eos=None):
+    def __init__(self, llm, lm: LoadedModel, engine_settings: dict, lora=None, generation_eos=None, *,
+                 request_cache: CacheOpener | None = None):
+        super().__init__(request_cache=request_cache)
         self.llm = llm
         self.lm = lm  # model=None: the tokenizer, identity and context shared with evalkit's prompt code
         self.engine_settings = engine_settings
@@ -89,7 +83,13 @@ class VLLMBackend:
         self.generation_eos = generation_eos  # the generation config's EOS (chat models end turns with their own)
 
     @classmethod
-    def load(cls, model: str, options: BackendOptions) -> "VLLMBackend":
+    def check_model(cls, model: str) -> None:
+        from evalkit.models.loader import check_hub_model
+
+        check_hub_model(model)
+
+    @classmethod
+    def load(cls, model: str, options: VLLMOptions, *, request_cache: CacheOpener | None = None) -> "VLLMBackend":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -104,13 +104,17 @@ class VLLMBackend:
         from evalkit.models.loader import quiet_transformers
 
         quiet_transformers()
-        weights, identity, adapter, adapter_cfg = _model_source(model)
+        from evalkit.models.source import resolve_model
+
+        source = resolve_model(model).check_vllm()  # a bottleneck, non-LoRA or stacked adapter stops here
+        weights, identity = source.weights_dir, source.identity()  # identity: the hf backend's, so runs match
+        adapter = source.path if source.kind == "peft_adapter" else None
         dtype = _dtype_name(options.dtype, device)
         settings = {"dtype": dtype, "enable_prefix_caching": True, "logprobs_mode": "processed_logprobs",
                     "generation_config": "vllm", "seed": 0, "trust_remote_code": options.trust_remote_code}
         if adapter is not None:
-            settings.update(enable_lora=True, max_lora_rank=_lora_rank(int(adapter_cfg.get("r") or 8)), max_loras=1)
-        settings.update({k: v for k, v in options.extra.items() if v is not None})
+            settings.update(enable_lora=True, max_lora_rank=source.max_lora_rank, max_loras=1)
+        settings.update(_checked_engine_args(options.engine_settings(), vllm))
         try:
             llm = vllm.LLM(model=str(weights), **settings)
         except EvalkitError:
@@ -119,8 +123,7 @@ class VLLMBackend:
             first = (str(exc).strip().splitlines() or [""])[0]
             raise EvalkitError(f"vLLM could not start {model} ({type(exc).__name__}: {first}); check the engine "
                                "settings (--max-model-len, --gpu-memory-utilization) or use --backend hf") from None
-        tokenizer_dir = adapter if adapter is not None and (adapter / "tokenizer_config.json").is_file() else weights
-        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), trust_remote_code=options.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(str(source.tokenizer_dir), trust_remote_code=options.trust_remote_code)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         context = int(llm.llm_engine.model_config.max_model_len)
@@ -134,7 +137,7 @@ class VLLMBackend:
             from vllm.lora.request import LoRARequest
 
             lora = LoRARequest("evalkit-adapter", 1, str(adapter))
-        return cls(llm, lm, {"version": vllm.__version__, **settings}, lora, generation_eos)
+        return cls(llm, lm, {"version": vllm.__version__, **settings}, lora, generation_eos, request_cache=request_cache)
 
     # -- what the results record ---------------------------------------------------------------------------
     @property
@@ -143,7 +146,7 @@ class VLLMBackend:
 
     @property
     def chat_available(self) -> bool:
-        from evalkit.scoring.generation import has_chat_template
+        from evalkit.backends.hf.generation import has_chat_template
 
         return has_chat_template(self.lm.tokenizer)
 
@@ -165,10 +168,9 @@ class VLLMBackend:
         return {"model": model_key(self.lm.identity), "backend": self.name, "dtype": self.lm.dtype,
                 "device": self.lm.device}
 
-    def _memo(self, kind: str, payloads: list[dict]) -> BatchMemo | None:
-        if self.request_cache is None:
-            return None
-        return BatchMemo(self.request_cache, kind, [self.request_cache.key(kind, p) for p in payloads])
+    def rolling_window(self, window: int, stride: int) -> tuple[int, int]:
+        window = min(window, self.lm.context_length - 1)  # the engine generates one token after each window
+        return window, min(stride, window)
 
     def _run(self, prompts: list[list[int]], params) -> list:
         from vllm.inputs import TokensPrompt
@@ -199,7 +201,7 @@ class VLLMBackend:
     def score_choices(self, requests, targets, config, label):
         from vllm import SamplingParams
 
-        from evalkit.scoring.multiple_choice import ChoiceScore, choice_token_ids, tokenize_prompts
+        from evalkit.backends.hf.multiple_choice import tokenize_prompts
         from evalkit.tasks.mc_data import LETTERS
 
         if not requests:
@@ -211,7 +213,7 @@ class VLLMBackend:
         sequences, truncated = tokenize_prompts(shim, requests, config.truncation, label)
         params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=len(letter_ids), allowed_token_ids=letter_ids)
         common = {"targets": targets, "truncation": config.truncation, "context": shim.context_length}
-        memo = self._memo("multiple_choice", [{"prompt_ids": ids, **common} for ids in sequences])
+        memo = self.memo("multiple_choice", [{"prompt_ids": ids, **common} for ids in sequences])
 
         def compute(batch: list[int]) -> list[list[float]]:
             rows = []
@@ -221,14 +223,12 @@ class VLLMBackend:
                 if missing:  # cannot happen with allowed_token_ids; a silent guess would be worse than a stop
                     raise EvalkitError(f"vLLM returned no log-probability for the letters {missing}; "
                                        "this vLLM version does not honour allowed_token_ids: use --backend hf")
-                values = [logprobs[i].logprob for i in letter_ids]
-                peak = max(values)  # float64 softmax over the four (already renormalised by vLLM, to fp32)
-                weights = [math.exp(v - peak) for v in values]
-                rows.append([w / sum(weights) for w in weights])
+                # float64 softmax over the letters (already renormalised by vLLM, to fp32)
+                rows.append(letter_probabilities([logprobs[i].logprob for i in letter_ids]))
             return rows
 
         probabilities = self._chunks(len(requests), memo, compute, label or "scoring", "q", config.progress)
-        return [ChoiceScore(r, p, LETTERS[max(range(4), key=p.__getitem__)], len(s), t)
+        return [ChoiceScore(r, p, best_letter(p, LETTERS), len(s), t)
                 for r, p, s, t in zip(requests, probabilities, sequences, truncated)]
 
     # -- generation ----------------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ class VLLMBackend:
     def generate(self, texts, *, chat, max_new_tokens, stop, config, label):
         from vllm import SamplingParams
 
-        from evalkit.scoring.generation import Generation, render_prompt, tokenize_prompts
+        from evalkit.backends.hf.generation import render_prompt, tokenize_prompts
 
         prompts = [render_prompt(self.lm.tokenizer, text, chat) for text in texts]
         sequences, truncated = tokenize_prompts(self.lm, prompts, chat, max_new_tokens, config.truncation, label)
@@ -251,7 +251,7 @@ class VLLMBackend:
         # The stop string stays in the output so clean_generation cuts it exactly as for hf.
         params = SamplingParams(max_tokens=max_new_tokens, temperature=0.0, stop=list(stop) or None,
                                 stop_token_ids=eos, include_stop_str_in_output=True, skip_special_tokens=True)
-        memo = self._memo("generation", [{"prompt_ids": ids, "max_new_tokens": max_new_tokens, "stop": list(stop),
+        memo = self.memo("generation", [{"prompt_ids": ids, "max_new_tokens": max_new_tokens, "stop": list(stop),
                                           "decoding": "greedy"} for ids in sequences])
 
         def compute(batch: list[int]) -> list:
@@ -270,26 +270,21 @@ class VLLMBackend:
         seconds = time.perf_counter() - started
         generations = [Generation(text, len(seq), len(tokens), finish, flag, list(tokens), prompt)
                        for (text, tokens, finish), seq, flag, prompt in zip(rows, sequences, truncated, prompts)]
-        total = sum(g.new_tokens for g in generations)
-        return generations, {"generate_s": round(seconds, 3), "new_tokens": total,
-                             "tokens_per_s": round(total / seconds, 2) if seconds > 0 else None,
-                             "max_num_seqs": self.engine_settings.get("max_num_seqs")}
+        return generations, generation_timing(seconds, generations, max_num_seqs=self.engine_settings.get("max_num_seqs"))
 
     # -- perplexity ----------------------------------------------------------------------------------------
     def loglikelihood_rolling(self, documents, window, stride, config):
-        """The hf backend's numbers (profile/perplexity.py), the windows' log-probabilities from vLLM."""
+        """The hf backend's rows (evaluators/perplexity.py windows), the windows' log-probabilities from vLLM."""
         from vllm import SamplingParams
 
-        from evalkit.profile.perplexity import window_ranges
+        from evalkit.evaluators.perplexity import too_short, window_ranges
 
-        window = min(window, self.lm.context_length - 1)  # the engine generates one token after each window
-        stride = min(stride, window)
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        rows, per_doc, total_nll, total_predicted = [], [], 0.0, 0
+        rows = []
         for i, doc in enumerate(tqdm(documents, desc="perplexity", unit="doc", disable=not config.progress)):
             ids = self.lm.tokenizer(doc.text)["input_ids"]
             if len(ids) < 2:
-                raise EvalkitError(f"{doc.source}: document at row {doc.index + 1} has fewer than 2 tokens; it cannot be scored")
+                raise too_short(doc)
             windows = list(window_ranges(len(ids), window, stride))
             sums = []
             for start in range(0, len(windows), PERPLEXITY_WINDOWS_PER_CALL):
@@ -299,23 +294,22 @@ class VLLMBackend:
                     kept = [output.prompt_logprobs[j][ids[begin + j]].logprob for j in range(first - begin, end - begin)]
                     sums.append((-math.fsum(kept), len(kept), end - begin))
             nll, predicted = math.fsum(s for s, _, _ in sums), sum(n for _, n, _ in sums)
-            total_nll += nll
-            total_predicted += predicted
             first_ppl = math.exp(sums[0][0] / sums[0][1])
-            per_doc.append(first_ppl)
             rows.append({"index": i, "source": doc.source, "source_index": doc.index, "chars": len(doc.text),
                          "document_tokens": len(ids), "prompt_tokens": sum(c for _, _, c in sums),
                          "predicted_tokens": predicted, "nll_sum": nll, "perplexity": math.exp(nll / predicted),
                          "first_window_perplexity": first_ppl})
-        summary = {"window": window, "stride": stride, "documents": len(documents), "predicted_tokens": total_predicted,
-                   "nll_sum": total_nll, "perplexity": math.exp(total_nll / total_predicted),
-                   "perplexity_llamafactory": sum(per_doc) / len(per_doc)}
-        return summary, rows
+        return rows
 
 
-def _lora_rank(rank: int) -> int:
-    """vLLM accepts a fixed set of max_lora_rank values; the smallest one that holds the adapter's rank."""
-    for allowed in (1, 8, 16, 32, 64, 128, 256, 320, 512):
-        if rank <= allowed:
-            return allowed
-    raise EvalkitError(f"LoRA rank {rank} is above vLLM's largest (512); use --backend hf")
+def _checked_engine_args(settings: dict, vllm) -> dict:
+    """Engine arguments, each a field of ``vllm.EngineArgs`` (a typo is one line, not an engine traceback)."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(vllm.EngineArgs)} if dataclasses.is_dataclass(vllm.EngineArgs) else None
+    unknown = sorted(k for k in settings if known is not None and k not in known)
+    if unknown:
+        raise EvalkitError(f"--backend-arg engine_args: {unknown[0]!r} is not a vLLM engine argument "
+                           f"(vllm.EngineArgs, vLLM {vllm.__version__}); check its spelling")
+    return settings
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from evalkit.commands.listing import INCLUDE_HELP
 from evalkit.errors import EvalkitError
 
 
@@ -24,6 +25,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("run", help="evaluate a model on tasks", description=__doc__)
     p.add_argument("--model", required=True, help="embedded alias, local dir, .gguf file, PEFT adapter dir or hub id")
     p.add_argument("--tasks", required=True, help="comma-separated: mmlu, cmmlu:agronomy, path/to/spec.yaml")
+    p.add_argument("--include-path", action="append", default=[], metavar="DIR", help=INCLUDE_HELP)
     p.add_argument("--num-fewshot", type=int, default=0, choices=range(0, 6), metavar="K", help="0..5 exemplars (dev split)")
     p.add_argument("--limit", type=int, default=None, help="at most N questions per subject")
     p.add_argument("--batch-size", type=batch_size, default=1, help="N or auto")
@@ -53,28 +55,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--no-cache", action="store_true",
                    help="neither read nor write the request cache (by default a rerun resumes from it: evalkit cache info)")
+    from evalkit.backends import BACKENDS, DEFAULT_BACKEND, backend_class
+    from evalkit.backends.options import add_flags
+
     backend = p.add_argument_group("backend", "where the numbers are computed (default: transformers in process)")
-    backend.add_argument("--backend", choices=["hf", "openai", "vllm"], default="hf",
-                         help="hf: transformers in this process; openai: an OpenAI-compatible server; vllm: vLLM's engine")
-    backend.add_argument("--base-url", default=None, metavar="URL",
-                         help="openai: the server's API root, e.g. http://127.0.0.1:8000/v1 (--model is the served name)")
-    backend.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                         help="openai: environment variable holding the API key (the key is never written anywhere)")
-    backend.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="openai: requests in flight")
-    backend.add_argument("--max-retries", type=int, default=5, metavar="N",
-                         help="openai: retries on 429, 5xx and timeouts, with exponential backoff")
-    backend.add_argument("--request-timeout", type=float, default=600.0, metavar="S", help="openai: seconds per request")
-    backend.add_argument("--mc-mode", choices=["logprobs", "generate"], default="logprobs",
-                         help="openai: multiple choice from the four letters' log-probabilities (exact; default) or "
-                              "by generating and parsing a letter (for servers without log-probabilities)")
-    backend.add_argument("--tokenizer", default=None, metavar="MODEL",
-                         help="openai: a local tokenizer (alias or directory) for --apply-chat-template and to bias "
-                              "the four letters into the server's top log-probabilities")
-    for flag, kind, text in (("--tensor-parallel-size", positive_int, "GPUs per model replica"),
-                             ("--data-parallel-size", positive_int, "model replicas"),
-                             ("--gpu-memory-utilization", float, "fraction of GPU memory the engine may take"),
-                             ("--max-model-len", positive_int, "context length the engine allocates for")):
-        backend.add_argument(flag, type=kind, default=None, metavar="N", help=f"vllm: {text} (vLLM's engine argument)")
+    backend.add_argument("--backend", choices=list(BACKENDS), default=DEFAULT_BACKEND,
+                         help="hf (default): transformers in this process; openai: an OpenAI-compatible server; "
+                              "vllm: vLLM's engine; others: docs/backends.md")
+    backend.add_argument("--backend-arg", action="append", default=[], metavar="KEY=VALUE",
+                         help="a setting of the chosen backend (repeatable), e.g. max_num_seqs=16 for vllm; "
+                              "unknown keys are refused with the list the backend takes")
+    p.set_defaults(backend_flags=add_flags(backend, {name: backend_class(name) for name in BACKENDS}))
     p.add_argument("--store", default=None, metavar="URL",
                    help="results store: a SQLite path or SQLAlchemy URL (default: $EVALKIT_STORE or the user data dir)")
     p.add_argument("--no-store", action="store_true", help="do not record this run in the results store")
@@ -99,32 +90,25 @@ def positive_int(text: str) -> int:
     return value
 
 
-VLLM_ENGINE_ARGS = ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len")
-
-
 def backend_options(args):
-    from evalkit.backends import BackendOptions
+    """The chosen backend's options (its own model: backends/options.py), checked before anything loads."""
+    from evalkit.backends import backend_class
+    from evalkit.backends.options import build_options, parse_backend_args
 
-    if args.backend == "openai" and not args.base_url:
-        raise EvalkitError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1, as `evalkit serve` prints)")
-    if args.backend != "openai":
-        given = [flag for flag, value in (("--base-url", args.base_url), ("--tokenizer", args.tokenizer)) if value]
-        if given or args.mc_mode != "logprobs":
-            raise EvalkitError(f"{(given or ['--mc-mode'])[0]} is an option of --backend openai; drop it or add --backend openai")
-    engine = {name: getattr(args, name) for name in VLLM_ENGINE_ARGS if getattr(args, name, None) is not None}
-    if engine and args.backend != "vllm":
-        raise EvalkitError(f"--{next(iter(engine)).replace('_', '-')} is an option of --backend vllm; drop it or add --backend vllm")
-    return BackendOptions(device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                          base_url=args.base_url, api_key_env=args.api_key_env, concurrency=args.concurrency,
-                          timeout=args.request_timeout, max_retries=args.max_retries, mc_mode=args.mc_mode,
-                          tokenizer=args.tokenizer, extra=engine)
+    flags = {field: getattr(args, field) for field in args.backend_flags if hasattr(args, field)}
+    common = {"device": args.device, "dtype": args.dtype, "trust_remote_code": args.trust_remote_code}
+    return build_options(args.backend, backend_class(args.backend), common, flags,
+                         parse_backend_args(args.backend_arg), args.backend_flags)
 
 
 def run(args) -> int:
-    if args.backend != "openai":  # a hub id offline fails in ~2 s, before tasks are read or models loaded
-        from evalkit.models.loader import check_hub_model
+    from evalkit.tasks.registry import set_include_paths
 
-        check_hub_model(args.model)
+    set_include_paths(args.include_path)  # a missing directory fails before anything is loaded
+    from evalkit.backends import backend_class
+
+    options = backend_options(args)
+    backend_class(args.backend).check_model(args.model)  # e.g. a hub id offline: ~2 s, before tasks are read
     from evalkit.evaluate import results_table, run_evaluation
     from evalkit.evaluators.base import RunConfig
 
@@ -144,7 +128,7 @@ def run(args) -> int:
     results = run_evaluation(args.model, args.tasks, config, args.output_dir, device=args.device, dtype=args.dtype,
                              trust_remote_code=args.trust_remote_code, argv=["evalkit", *sys.argv[1:]],
                              store=args.store, record=not args.no_store, backend=args.backend,
-                             options=backend_options(args))
+                             options=options)
     print()
     print(f"model: {args.model} ({describe_model(results)}), {args.num_fewshot}-shot, prompt style {args.prompt_style}")
     print(results_table(results))
@@ -158,8 +142,10 @@ def run(args) -> int:
 
 
 def describe_model(results: dict) -> str:
-    model, backend = results["model"], results.get("backend", {}).get("name", "hf")
+    from evalkit.backends import DEFAULT_BACKEND
+
+    model, backend = results["model"], results.get("backend", {}).get("name", DEFAULT_BACKEND)
     parts = [model.get("kind"), model.get("dtype"), model.get("device")]
-    if backend != "hf":
+    if backend != DEFAULT_BACKEND:  # the default goes without saying
         parts.append(f"backend {backend}")
     return ", ".join(str(p) for p in parts if p)

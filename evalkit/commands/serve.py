@@ -55,36 +55,26 @@ def run(args) -> int:
 def vllm_command(args) -> list[str]:
     """``vllm serve`` for what --model names: embedded/GGUF models as their dequantised directory, a PEFT
     adapter as a LoRA module on its base (vLLM applies it per request; nothing is merged)."""
-    import json
     import shutil
     import sys
     from pathlib import Path
 
     from evalkit.errors import EvalkitError
-    from evalkit.models.embedded import EMBEDDED, dequantised_dir, resolve_embedded
+    from evalkit.models.source import resolve_model
 
-    def directory(spec: str) -> str:
-        path = Path(spec).expanduser()
-        if spec in EMBEDDED:
-            return str(resolve_embedded(spec)[0])
-        if path.is_file() and path.suffix == ".gguf":
-            return str(dequantised_dir(path.resolve())[0])
-        return str(path) if path.exists() else spec  # a directory, or a hub id vLLM downloads itself
-
+    source = resolve_model(args.model).check_vllm()  # the same checks and LoRA rank as --backend vllm
     name = args.served_model_name or args.model
-    path = Path(args.model).expanduser()
     extra: list[str] = []
-    if path.is_dir() and (path / "adapter_config.json").is_file():
-        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        base = directory(config.get("base_model_name_or_path") or "")
-        extra = ["--enable-lora", "--lora-modules", f"{name}={path.resolve()}", "--max-lora-rank", str(config.get("r", 16))]
-        model, served = base, f"{name}-base"
-    else:
-        model, served = directory(args.model), name
+    served = name
+    if source.kind == "peft_adapter":
+        extra = ["--enable-lora", "--lora-modules", f"{name}={source.path}",
+                 "--max-lora-rank", str(source.max_lora_rank)]
+        served = f"{name}-base"
     vllm = shutil.which("vllm") or str(Path(sys.executable).with_name("vllm"))
     if not Path(vllm).exists():
         raise EvalkitError("--engine vllm needs vLLM installed in this environment (pip install 'evalkit[vllm]'; "
                            "on CPU: bash benchmarks/setup_vllm.sh)")
+    model = str(source.weights_dir)  # after the cheap checks: an embedded/GGUF model may dequantise here (slow)
     command = [vllm, "serve", model, "--served-model-name", served, "--host", args.host, "--port", str(args.port),
                "--dtype", "float32" if args.dtype == "auto" and args.device in ("auto", "cpu") else args.dtype, *extra]
     if args.api_key:

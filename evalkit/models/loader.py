@@ -1,23 +1,20 @@
 """Turn whatever the user passed to ``--model`` into a ready model, tokenizer and identity record.
 
-Accepted: an embedded alias, a local transformers directory, a ``.gguf`` file, a PEFT adapter
-directory (its base is loaded from ``adapter_config.json`` first), or a Hugging Face hub id.
+What the spec names (embedded alias, transformers directory, ``.gguf`` file, PEFT or evalkit adapter on
+its base, hub id) is decided by models/source.py; this module loads it with transformers.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.cache import sha256_file
 from evalkit.errors import EvalkitError
-from evalkit.models.embedded import EMBEDDED, dequantised_dir, resolve_embedded
-
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
+from evalkit.models.source import (  # noqa: F401 - HUB_ID .. weights_hash: re-exported, callers import them from here
+    ADAPTER_CONFIGS, EMBEDDED, HUB_ID, WEIGHT_SUFFIXES, ModelSource, check_hub_model, is_hub_id, resolve_model,
+    weights_hash,
+)
 
 
 @dataclass
@@ -99,58 +96,39 @@ def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", trust_re
                        kernel)
 
 
-def _load(spec: str, torch_dtype, trust_remote_code: bool, adapters: tuple[Path, ...] = ()):
-    """``adapters``: the adapter directories whose base this is (an adapter chain must end in a model)."""
-    if spec in EMBEDDED:
-        directory, identity = resolve_embedded(spec)
-        model, tokenizer = _from_directory(directory, torch_dtype, trust_remote_code)
-        return model, tokenizer, identity
-    path = Path(spec).expanduser()
-    if path.exists():
-        if path.is_file() and path.suffix == ".gguf":
-            directory, digest = dequantised_dir(path.resolve())
-            model, tokenizer = _from_directory(directory, torch_dtype, trust_remote_code)
-            return model, tokenizer, {"kind": "gguf", "source": str(path.resolve()), "weights_sha256": digest}
-        if path.is_dir() and (path / "adapter_config.json").is_file():
-            return _load_adapter(path, torch_dtype, trust_remote_code, adapters)
-        if path.is_dir() and (path / "evalkit_adapter_config.json").is_file():
-            return _load_evalkit_adapter(path, torch_dtype, trust_remote_code, adapters)
-        if path.is_dir() and (path / "config.json").is_file():
-            model, tokenizer = _from_directory(path, torch_dtype, trust_remote_code)
-            return model, tokenizer, _dequantised_identity(path) or {
-                "kind": "local", "source": str(path.resolve()), "weights_sha256": weights_hash(path)}
-        raise EvalkitError(
-            f"{path}: not a model (expected config.json, adapter_config.json or a .gguf file); "
-            "point --model at a transformers checkpoint directory, a PEFT adapter or a GGUF file"
-        )
-    if is_hub_id(spec):
-        return _load_hub(spec, torch_dtype, trust_remote_code)
-    known = ", ".join(EMBEDDED)
-    raise EvalkitError(
-        f"model {spec!r} does not exist: not a local path, an embedded model ({known}) or a hub id (org/name)"
-    )
+def _load(spec: str, torch_dtype, trust_remote_code: bool):
+    source = resolve_model(spec)  # validates the whole adapter chain before any weights load
+    model, tokenizer, revision = _load_source(source, torch_dtype, trust_remote_code)
+    return model, tokenizer, source.identity(revision)
 
 
-def _dequantised_identity(directory: Path) -> dict | None:
-    """evalkit's dequantised copy of a GGUF (what an adapter trained on an embedded model names as its
-    base) is that GGUF: same weights hash as when the adapter was trained, not a hash of the copy."""
-    try:
-        record = json.loads((directory / "evalkit_source.json").read_text(encoding="utf-8"))
-        return {"kind": "gguf", "source": str(record["gguf"]), "weights_sha256": str(record["gguf_sha256"])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def _load_source(source: ModelSource, torch_dtype, trust_remote_code: bool):
+    """(model, tokenizer, hub revision or None): the base first, then each adapter on top of it."""
+    if source.kind == "hub":
+        return _load_hub(source.spec, torch_dtype, trust_remote_code)
+    if source.base is None:
+        return (*_from_directory(source.weights_dir, torch_dtype, trust_remote_code), None)
+    model, tokenizer, revision = _load_source(source.base, torch_dtype, trust_remote_code)
+    path = source.path
+    check_safetensors(path)
+    if source.kind == "peft_adapter":
+        from peft import PeftModel
 
+        try:
+            model = PeftModel.from_pretrained(model, str(path))
+        except Exception as exc:
+            base_spec = source.config["base_model_name_or_path"]
+            raise EvalkitError(f"{path}: cannot apply this adapter to {base_spec} "
+                               f"({type(exc).__name__}: {_first_line(exc)})") from None
+    else:  # bottleneck adapters from ``evalkit train`` (method adapter, which PEFT lacks)
+        from evalkit.train.methods.adapter import load_into
 
-def weights_hash(directory: Path) -> str:
-    """SHA-256 over the weight files (name and content), so a retrained checkpoint never collides."""
-    import hashlib
+        load_into(model, path)
+    if source.tokenizer_dir == path:  # trainers may save a tokenizer with new special tokens
+        from transformers import AutoTokenizer
 
-    digest = hashlib.sha256()
-    files = sorted(p for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES)
-    for file in files:
-        digest.update(file.name.encode())
-        digest.update(sha256_file(file).encode())
-    return digest.hexdigest()
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    return model, tokenizer, revision
 
 
 def check_safetensors(directory: Path) -> None:
@@ -183,92 +161,6 @@ def _from_directory(directory: Path, torch_dtype, trust_remote_code: bool):
     return model, tokenizer
 
 
-def adapter_config(path: Path, name: str, adapters: tuple[Path, ...]) -> tuple[dict, str]:
-    """(config, base model) of an adapter directory, checked before its base is loaded."""
-    file = path / name
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvalkitError(f"{file}: not valid JSON ({exc}); re-export the adapter") from None
-    if not isinstance(config, dict):
-        raise EvalkitError(f"{file}: expected a JSON object, found a {type(config).__name__}; re-export the adapter")
-    base_spec = config.get("base_model_name_or_path")
-    if not base_spec or not isinstance(base_spec, str):
-        raise EvalkitError(f"{file}: no base_model_name_or_path; set it to the base model")
-    if not any((path / f"adapter_model{suffix}").is_file() for suffix in WEIGHT_SUFFIXES):
-        raise EvalkitError(f"{path}: adapter without weights (no adapter_model.safetensors or adapter_model.bin); "
-                           "copy the whole adapter directory or re-export it")
-    chain = (*adapters, path.resolve())
-    base_path = Path(base_spec).expanduser()
-    if base_path.exists() and base_path.resolve() in chain:
-        raise EvalkitError(f"{file}: base_model_name_or_path {base_spec!r} leads back to this adapter "
-                           "(an adapter cannot be its own base); set it to the base model")
-    return config, base_spec
-
-
-def _load_adapter(path: Path, torch_dtype, trust_remote_code: bool, adapters: tuple[Path, ...] = ()):
-    from peft import PeftModel
-
-    config, base_spec = adapter_config(path, "adapter_config.json", adapters)
-    base_model, tokenizer, base_identity = _load(base_spec, torch_dtype, trust_remote_code, (*adapters, path.resolve()))
-    check_safetensors(path)
-    try:
-        model = PeftModel.from_pretrained(base_model, str(path))
-    except Exception as exc:
-        raise EvalkitError(f"{path}: cannot apply this adapter to {base_spec} ({type(exc).__name__}: {_first_line(exc)})") from None
-    if (path / "tokenizer_config.json").is_file():  # trainers may save a tokenizer with new special tokens
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-    identity = {
-        "kind": "peft_adapter",
-        "source": str(path.resolve()),
-        "adapter_sha256": weights_hash(path),
-        "peft_type": config.get("peft_type"),
-        "base": base_identity,
-    }
-    return model, tokenizer, identity
-
-
-def _load_evalkit_adapter(path: Path, torch_dtype, trust_remote_code: bool, adapters: tuple[Path, ...] = ()):
-    """Bottleneck adapters from ``evalkit train`` (method adapter, which PEFT lacks): see evalkit/train/methods/adapter.py."""
-    from evalkit.train.methods.adapter import CONFIG_NAME, load_into
-
-    config, base_spec = adapter_config(path, CONFIG_NAME, adapters)
-    if not isinstance(config.get("adapter_size"), int):
-        raise EvalkitError(f"{path / CONFIG_NAME}: no integer adapter_size; re-train or re-export the adapter")
-    model, tokenizer, base_identity = _load(base_spec, torch_dtype, trust_remote_code, (*adapters, path.resolve()))
-    check_safetensors(path)
-    load_into(model, path)
-    if (path / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-    identity = {"kind": "evalkit_adapter", "source": str(path.resolve()), "adapter_sha256": weights_hash(path),
-                "adapter_type": config.get("type"), "base": base_identity}
-    return model, tokenizer, identity
-
-
-def is_hub_id(spec: str) -> bool:
-    return (spec not in EMBEDDED and not Path(spec).expanduser().exists() and bool(HUB_ID.match(spec))
-            and not spec.startswith((".", "/", "~")))
-
-
-def check_hub_model(spec: str) -> None:
-    """A hub id that cannot load (hub unreachable and not in the local cache) fails here in about a
-    second, with one line and without importing transformers; call it before slow work. Other specs pass."""
-    if not is_hub_id(spec):
-        return
-    from huggingface_hub import try_to_load_from_cache
-
-    from evalkit.hub import cache_dir, hub_offline
-
-    if hub_offline() and not isinstance(try_to_load_from_cache(spec, "config.json"), str):
-        raise EvalkitError(f"model {spec!r}: not a local path, and the Hugging Face hub cannot be reached (offline) "
-                           f"and it is not in the local cache {cache_dir()}; connect to the network once, "
-                           "or pass a local directory")
-
-
 def _load_hub(spec: str, torch_dtype, trust_remote_code: bool):
     check_hub_model(spec)  # before transformers' first request, which would retry for about a minute
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -281,8 +173,7 @@ def _load_hub(spec: str, torch_dtype, trust_remote_code: bool):
             f"model {spec!r}: not a local path and not loadable from the Hugging Face hub "
             f"({type(exc).__name__}: {_first_line(exc)}); check the id, your network, or pass a local directory"
         ) from None
-    revision = getattr(model.config, "_commit_hash", None)
-    return model, tokenizer, {"kind": "hub", "source": spec, "revision": revision}
+    return model, tokenizer, getattr(model.config, "_commit_hash", None)
 
 
 def _first_line(exc: Exception) -> str:
@@ -296,17 +187,12 @@ def load_tokenizer(spec: str):
 
     quiet_transformers()
     path = Path(spec).expanduser()
-    if spec in EMBEDDED:
-        source = str(resolve_embedded(spec)[0])
-    elif path.is_file() and path.suffix == ".gguf":
-        source = str(dequantised_dir(path.resolve())[0])
-    elif path.is_dir() and not (path / "tokenizer_config.json").is_file() and (path / "adapter_config.json").is_file():
-        try:
-            return load_tokenizer(json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise EvalkitError(f"{path / 'adapter_config.json'}: no base_model_name_or_path to take the tokenizer from") from None
-    else:
-        source = str(path) if path.exists() else spec
+    try:
+        source = str(resolve_model(spec).tokenizer_dir)
+    except EvalkitError:
+        if spec in EMBEDDED or path.is_file() or any((path / name).is_file() for name in ADAPTER_CONFIGS.values()):
+            raise  # a model that is broken: the resolver's line names the file
+        source = str(path) if path.exists() else spec  # tokenizer files alone, or a bare hub name: transformers decides
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as exc:

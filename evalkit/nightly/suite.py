@@ -1,5 +1,6 @@
-"""Nightly suite files (top-level ``suites/*.yaml``): models, tasks with their settings, gate thresholds,
-baseline policy, where results and the leaderboard go. Checked with pydantic: a typo is one line, exit 2."""
+"""Nightly suite files (``suites/*.yaml``, shipped in ``evalkit/resources/suites``): models, tasks with their
+settings, gate thresholds, baseline policy, where results and the leaderboard go. Checked with pydantic: a typo
+is one line, exit 2."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalkit.errors import EvalkitError
+from evalkit.resources import builtin_file
 from evalkit.gate.thresholds import Thresholds
 from evalkit.yaml_files import read_yaml
 
@@ -61,7 +63,10 @@ class Suite(Strict):
 
 
 def load_suite(path: str | Path) -> Suite:
+    """``path``: a suite file; failing that a built-in one (``suites/smoke.yaml``, ``smoke``) from the package."""
     path = Path(path)
+    if not path.is_file():
+        path = builtin_file(path, "suites") or path
     if not path.is_file():
         raise EvalkitError(f"suite file {path} does not exist; pass a YAML file such as suites/smoke.yaml")
     raw = read_yaml(path)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import load_model
-from evalkit.profile.perplexity import perplexity
+from evalkit.backends.hf.perplexity import perplexity
 from evalkit.tasks.perplexity_spec import PerplexitySpec, load_documents
 from evalkit.profile.profiler import Profiler
 from evalkit.results import RunOutput, environment
@@ -19,7 +19,7 @@ def measure_decode(lm, prompt_ids: list[int], new_tokens: int) -> dict:
     """Greedy decoding with the KV cache, timed apart from the prompt's forward pass."""
     import torch
 
-    from evalkit.scoring.kv_cache import CACHE_KWARG
+    from evalkit.backends.hf.kv_cache import CACHE_KWARG
 
     with torch.inference_mode():
         ids = torch.tensor([prompt_ids], device=lm.device)

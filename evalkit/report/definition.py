@@ -1,4 +1,4 @@
-"""Leaderboard definitions (top-level ``leaderboards/*.yaml``): which task metrics are columns,
+"""Leaderboard definitions (``leaderboards/*.yaml``, shipped in ``evalkit/resources/``): which task metrics are columns,
 which averages, which profiler figures, which models."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from evalkit.errors import EvalkitError
 from evalkit.report.figures import PROFILE_LABELS
+from evalkit.resources import builtin_file, resource_dir
 from evalkit.yaml_files import read_yaml
 
 # metric -> multiplier for display (accuracy is stored as a fraction, shown in %)
@@ -41,11 +42,14 @@ class Leaderboard:
 
 
 def leaderboards_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "leaderboards"
+    return resource_dir("leaderboards")
 
 
 def load_definition(path: str | Path | None) -> Leaderboard:
+    """``path``: a YAML file; else a built-in definition (``leaderboards/default.yaml``, ``default``); None: the default."""
     path = Path(path) if path else leaderboards_dir() / "default.yaml"
+    if not path.is_file():
+        path = builtin_file(path, "leaderboards") or path
     if not path.is_file():
         raise EvalkitError(f"leaderboard definition {path} does not exist; pass a YAML file such as leaderboards/default.yaml")
     raw = read_yaml(path)

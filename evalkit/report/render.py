@@ -1,4 +1,4 @@
-"""Jinja2 rendering of the HTML pages; templates, CSS and JS live in the top-level ``reports/`` folder.
+"""Jinja2 rendering of the HTML pages; templates, CSS and JS ship in ``evalkit/resources/reports/``.
 
 Autoescape is on for every template, so model names, predictions and dataset text are always
 shown as text; only chart fragments and our own assets are passed as ``Markup``.
@@ -15,13 +15,14 @@ from markupsafe import Markup
 
 from evalkit import __version__
 from evalkit.errors import EvalkitError
+from evalkit.resources import resource_dir
 
 
 def templates_dir() -> Path:
-    """The checkout's ``reports/`` folder; ``EVALKIT_REPORTS_DIR`` points elsewhere."""
+    """The packaged templates (``evalkit/resources/reports``); ``EVALKIT_REPORTS_DIR`` points elsewhere."""
     if os.environ.get("EVALKIT_REPORTS_DIR"):
         return Path(os.environ["EVALKIT_REPORTS_DIR"])
-    return Path(__file__).resolve().parents[2] / "reports"
+    return resource_dir("reports")
 
 
 @lru_cache(maxsize=4)

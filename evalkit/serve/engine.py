@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 
 from evalkit.models.loader import LoadedModel
-from evalkit.scoring.generation import stop_token_ids
+from evalkit.backends.hf.generation import stop_token_ids
 
 
 class PromptTooLong(ValueError):

@@ -1,5 +1,5 @@
 """``type: perplexity`` task specs: which text files, which rows, and the sliding window; and the documents
-they select. The computation is in evalkit/profile/perplexity.py.
+they select. The computation is in evalkit/evaluators/perplexity.py (windows, aggregation) and each backend.
 
 Example spec (``tasks/perplexity_default.yaml``)::
 

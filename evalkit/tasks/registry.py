@@ -7,20 +7,52 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.errors import EvalkitError
+from evalkit.resources import resource_dir
 from evalkit.tasks.loading import load_spec
 from evalkit.tasks.spec import TaskSpec
 
 
 def tasks_dir() -> Path:
-    """The top-level ``tasks/`` folder of the checkout; ``EVALKIT_TASKS_DIR`` points elsewhere."""
+    """The built-in task specs (``evalkit/resources/tasks``); ``EVALKIT_TASKS_DIR`` replaces them."""
     if os.environ.get("EVALKIT_TASKS_DIR"):
         return Path(os.environ["EVALKIT_TASKS_DIR"])
-    return Path(__file__).resolve().parents[2] / "tasks"
+    return resource_dir("tasks")
+
+
+_include_paths: list[Path] = []  # this command's --include-path directories
+
+
+def set_include_paths(paths: list[str] | None) -> None:
+    """Search ``paths`` (``--include-path DIR``, repeatable) for task specs before all other directories.
+
+    Each call replaces the previous one's directories (one command, one set).
+    """
+    _include_paths[:] = [_include_dir(p, "--include-path") for p in paths or []]
+
+
+def _include_dir(text: str | Path, source: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise EvalkitError(f"{source} {text} {what}; name a directory of task spec .yaml files")
+    return path
+
+
+def search_path() -> list[Path]:
+    """Where task names are looked up, first match wins: ``--include-path`` directories, then
+    ``$EVALKIT_INCLUDE_PATH`` (os.pathsep-separated), then the built-in tasks (or ``$EVALKIT_TASKS_DIR``)."""
+    included = [p for p in os.environ.get("EVALKIT_INCLUDE_PATH", "").split(os.pathsep) if p.strip()]
+    return [*_include_paths, *(_include_dir(p, "EVALKIT_INCLUDE_PATH entry") for p in included), tasks_dir()]
 
 
 def available_tasks() -> dict[str, Path]:
-    directory = tasks_dir()
-    return {p.stem: p for p in sorted(directory.glob("*.yaml"))} if directory.is_dir() else {}
+    """Task name -> spec file; a user's spec shadows a built-in one of the same name."""
+    found: dict[str, Path] = {}
+    for directory in search_path():
+        if directory.is_dir():
+            for path in sorted(directory.glob("*.yaml")):
+                found.setdefault(path.stem, path)
+    return found
 
 
 @dataclass
@@ -44,7 +76,7 @@ def resolve_tasks(argument: str) -> list[TaskSelection]:
         elif name in known:
             path = known[name]
         else:
-            listing = ", ".join(known) or f"none found in {tasks_dir()}"
+            listing = ", ".join(known) or f"none found in {', '.join(map(str, search_path()))}"
             raise EvalkitError(f"unknown task {name!r}; available tasks: {listing} (or pass a spec .yaml path)")
         key = str(path.resolve())
         if key not in selections:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from evalkit.cache import sha256_file
 from evalkit.errors import EvalkitError
-from evalkit.models.loader import HUB_ID
+from evalkit.models.source import HUB_ID
+from evalkit.resources import packaged_path
 from evalkit.train.recipe import Recipe
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
          "system": "system", "observation": "user", "function_call": "assistant"}
 LOCAL_SUFFIXES = (".json", ".jsonl", ".txt")  # a name ending so is a missing file, not a hub id
@@ -34,9 +34,10 @@ class TrainData:
 
 
 def resolve_dataset_path(name: str) -> Path | None:
-    """A local file relative to the working directory or, failing that, to the evalkit checkout."""
-    for candidate in (Path(name).expanduser(), REPO_ROOT / name):
-        if candidate.is_file():
+    """A local file relative to the working directory or, failing that, one of evalkit's own
+    (``tasks/data/sft/alpaca_zh_demo.json``: shipped in the package, found from any directory)."""
+    for candidate in (Path(name).expanduser(), packaged_path(name)):
+        if candidate is not None and candidate.is_file():
             return candidate.resolve()
     return None
 

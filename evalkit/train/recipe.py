@@ -1,4 +1,5 @@
-"""A training recipe: one YAML file in ``trainers/`` read into a typed dataclass (torchtune style).
+"""A training recipe: one YAML file read into a typed dataclass (torchtune style); the built-in
+recipes are ``trainers/*.yaml`` (shipped in ``evalkit/resources/trainers``).
 
 ``evalkit train trainers/lora.yaml max_steps=10 learning_rate=1e-3`` overrides keys from the
 command line; values are parsed as YAML scalars so ``true``, ``5`` and ``[q_proj, v_proj]`` work.
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from evalkit.errors import EvalkitError
+from evalkit.resources import builtin_file
 from evalkit.yaml_files import read_yaml
 
 STAGES = ("sft", "pt", "dpo")
@@ -125,7 +127,10 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """``path``: a recipe file; failing that a built-in one (``trainers/lora.yaml``, ``lora``) from the package."""
     path = Path(path)
+    if not path.is_file():
+        path = builtin_file(path, "trainers") or path
     if not path.is_file():
         raise EvalkitError(f"recipe {path} does not exist; pass a YAML file such as trainers/lora.yaml")
     data = read_yaml(path) or {}

@@ -18,24 +18,21 @@ from evalkit.train.recipe import Recipe
 
 def resolve_base(spec: str) -> tuple[str, dict]:
     """The local directory (or hub id) the base weights load from, and its identity record."""
-    from evalkit.models.embedded import EMBEDDED, dequantised_dir, resolve_embedded
-    from evalkit.models.loader import HUB_ID, weights_hash
+    from evalkit.models.source import resolve_model
 
-    if spec in EMBEDDED:
-        directory, identity = resolve_embedded(spec)
-        return str(directory), identity
     path = Path(spec).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        directory, digest = dequantised_dir(path.resolve())
-        return str(directory), {"kind": "gguf", "source": str(path.resolve()), "weights_sha256": digest}
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise EvalkitError(f"{path}: not a transformers checkpoint (no config.json); train from full weights "
-                               "(merge an adapter first with evalkit export --merge)")
-        return str(path.resolve()), {"kind": "local", "source": str(path.resolve()), "weights_sha256": weights_hash(path)}
-    if HUB_ID.match(spec):
-        return spec, {"kind": "hub", "source": spec}
-    raise EvalkitError(f"model {spec!r} does not exist: not an embedded alias ({', '.join(EMBEDDED)}), a local path or a hub id")
+    if path.is_dir() and not (path / "config.json").is_file():  # an adapter, or no model at all
+        raise EvalkitError(f"{path}: not a transformers checkpoint (no config.json); train from full weights "
+                           "(merge an adapter first with evalkit export --merge)")
+    source = resolve_model(spec)
+    if source.base is not None:  # a directory with both config.json and an adapter config
+        raise EvalkitError(f"{path}: an adapter, not full weights; train from full weights "
+                           "(merge it first with evalkit export --merge)")
+    weights = str(source.weights_dir)  # first: a GGUF's hash then comes with its dequantised copy
+    identity = source.identity()
+    if source.kind == "hub":
+        del identity["revision"]  # unknown before the load; train manifests never carried it
+    return weights, identity
 
 
 def load_base(base_path: str, method, recipe: Recipe):

@@ -9,29 +9,17 @@ compared on real data in tests/test_generation_batch.py.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from evalkit.backends.base import clean_generation
+from evalkit.backends.outputs import Generation, clean_generation, generation_timing
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import LoadedModel
-from evalkit.scoring.batching import auto_batch_size, length_sorted_batches, padded
-from evalkit.scoring.kv_cache import CACHE_KWARG, in_place_cache
+from evalkit.backends.hf.batching import auto_batch_size, length_sorted_batches, padded
+from evalkit.backends.hf.kv_cache import CACHE_KWARG, in_place_cache
 
 MAX_AUTO_GENERATION_BATCH = 16
-
-
-@dataclass
-class Generation:
-    text: str  # decoded continuation, cut at the first stop string, surrounding whitespace removed
-    prompt_tokens: int
-    new_tokens: int  # tokens generated, up to and including EOS
-    finish: str  # "eos", "stop" (a stop string) or "length" (max_new_tokens reached)
-    truncated: bool  # the prompt lost its first tokens to fit the context (--truncation left)
-    tokens: list[int]  # the generated ids (up to EOS / the stop string), for exact comparisons
-    prompt: str = ""  # what was sent: the rendered prompt (or, for chat APIs, the messages as JSON)
 
 
 def render_prompt(tokenizer, text: str, chat: bool) -> str:
@@ -120,11 +108,7 @@ def generate(lm: LoadedModel, sequences: list[list[int]], max_new_tokens: int, s
             results[i] = Generation(text, lengths[i], len(tokens), finish, bool(truncated and truncated[i]), tokens)
         bar.update(len(batch))
     bar.close()
-    seconds = time.perf_counter() - started
-    total = sum(r.new_tokens for r in results)  # type: ignore[union-attr]
-    timing = {"generate_s": round(seconds, 3), "new_tokens": total,
-              "tokens_per_s": round(total / seconds, 2) if seconds > 0 else None, "batch_size": size}
-    return results, timing  # type: ignore[return-value]
+    return results, generation_timing(time.perf_counter() - started, results, batch_size=size)  # type: ignore[arg-type]
 
 
 @torch.inference_mode()

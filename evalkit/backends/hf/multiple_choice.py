@@ -3,51 +3,29 @@
 This is LLaMA-Factory's method (and lm-evaluation-harness's for single-token continuations):
 the logits at the last prompt position, restricted to the tokens of A, B, C and D. By default
 each subject's shared few-shot prefix is computed once and only the question suffixes run
-(evalkit/scoring/prefix_cache.py); ``reuse_prefix=False`` computes every prompt whole.
+(evalkit/backends/hf/prefix_cache.py); ``reuse_prefix=False`` computes every prompt whole.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from evalkit.backends.outputs import ChoiceScore, best_letter, choice_token_ids  # noqa: F401  (re-exported)
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import LoadedModel
 from evalkit.requests import MultipleChoiceRequest
-from evalkit.scoring.batching import HalvingOnOom, auto_batch_size, length_sorted_batches, logits_only_at, right_padded
-from evalkit.scoring.prefix_cache import common_prefix_length, prefix_cache, suffix_last_logits, supports_prefix_reuse
-from evalkit.scoring.shared_prefix_attention import supports_shared_prefix_attention
+from evalkit.backends.hf.batching import HalvingOnOom, auto_batch_size, length_sorted_batches, logits_only_at, right_padded
+from evalkit.backends.hf.prefix_cache import common_prefix_length, prefix_cache, suffix_last_logits, supports_prefix_reuse
+from evalkit.backends.hf.shared_prefix_attention import supports_shared_prefix_attention
 from evalkit.tasks.mc_data import LETTERS
 
 # Length buckets: a batch closes before its pad tokens exceed 10% of its real tokens. Pads cost
 # full compute; a subject's question suffixes vary ~3x in length (unbounded, batch 8 pads ~30%).
 # Packed suffixes (shared-prefix attention) have no pads, so their batches are not bounded.
 MAX_PADDING = 0.1
-
-
-@dataclass
-class ChoiceScore:
-    request: MultipleChoiceRequest
-    probabilities: list[float]  # softmax over the four letters
-    prediction: str
-    prompt_tokens: int
-    truncated: bool
-
-    @property
-    def correct(self) -> bool:
-        return self.prediction == self.request.gold
-
-
-def choice_token_ids(tokenizer, targets: list[str]) -> list[int]:
-    """Last token of each letter's encoding, as LLaMA-Factory does (``encode(ch)[-1]``)."""
-    ids = [tokenizer.encode(t, add_special_tokens=False)[-1] for t in targets]
-    if len(set(ids)) != len(ids):
-        raise EvalkitError(f"the tokenizer maps the answer letters {targets} to non-distinct tokens {ids}; "
-                           "use another --prompt-style")
-    return ids
 
 
 def tokenize_prompts(lm: LoadedModel, requests: list[MultipleChoiceRequest], truncation: str, label: str):
@@ -104,7 +82,7 @@ def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest]
     def record(batch: list[int], probs: torch.Tensor) -> None:
         for row, i in enumerate(batch):
             p = probs[row].tolist()
-            results[i] = ChoiceScore(requests[i], p, LETTERS[max(range(4), key=p.__getitem__)], lengths[i], truncated[i])
+            results[i] = ChoiceScore(requests[i], p, best_letter(p, LETTERS), lengths[i], truncated[i])
         if memo is not None:
             bar.set_postfix(memo.postfix(), refresh=False)
         bar.update(len(batch))

@@ -20,9 +20,9 @@ from typing import Sequence
 import torch
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from evalkit.scoring.batching import logits_only_at, right_padded
-from evalkit.scoring.kv_cache import CACHE_KWARG
-from evalkit.scoring.shared_prefix_attention import (PackedSuffixes, shared_prefix_attention,
+from evalkit.backends.hf.batching import logits_only_at, right_padded
+from evalkit.backends.hf.kv_cache import CACHE_KWARG
+from evalkit.backends.hf.shared_prefix_attention import (PackedSuffixes, shared_prefix_attention,
                                                      supports_shared_prefix_attention)
 
 
@@ -72,7 +72,7 @@ def suffix_last_logits(model, cache, prefix_length: int, suffixes: list[list[int
     """
     lengths = [len(s) for s in suffixes]
     if supports_shared_prefix_attention(model, prefix_length + max(lengths), device):
-        # evalkit/scoring/shared_prefix_attention.py: the prefix stays one un-copied batch-1 cache
+        # evalkit/backends/hf/shared_prefix_attention.py: the prefix stays one un-copied batch-1 cache
         packed = PackedSuffixes.of(lengths, device)
         ids = torch.tensor([[token for s in suffixes for token in s]], dtype=torch.long, device=device)
         with shared_prefix_attention(model), logits_only_at(model, packed.last, columns, packed=True):

@@ -1,0 +1,88 @@
+"""What every backend returns, and the rules they share: no torch, no backend library.
+
+Like lighteval's ``model_output.py``: the result types and the few rules that make backends agree
+(how a generation is cut and cleaned, how letter log-probabilities become probabilities, what a
+timing record holds) live here once, so ``openai`` builds results without importing the hf engine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from evalkit.errors import EvalkitError
+
+if TYPE_CHECKING:
+    from evalkit.requests import MultipleChoiceRequest
+
+
+@dataclass
+class ChoiceScore:
+    """One multiple-choice question: the probabilities over its answer letters and the letter chosen."""
+
+    request: MultipleChoiceRequest
+    probabilities: list[float] | None  # softmax over the letters; None where the backend parsed a letter from text
+    prediction: str | None  # None: no letter could be parsed (counted as unparsed, scored wrong)
+    prompt_tokens: int
+    truncated: bool  # the prompt lost its first tokens to fit the context (--truncation left)
+
+    @property
+    def correct(self) -> bool:
+        return self.prediction == self.request.gold
+
+
+@dataclass
+class Generation:
+    """One greedy continuation, cleaned by ``clean_generation``."""
+
+    text: str  # decoded continuation, cut at the first stop string, surrounding whitespace removed
+    prompt_tokens: int
+    new_tokens: int  # tokens generated, up to and including EOS
+    finish: str  # "eos", "stop" (a stop string) or "length" (max_new_tokens reached)
+    truncated: bool  # the prompt lost its first tokens to fit the context (--truncation left)
+    tokens: list[int]  # the generated ids (up to EOS / the stop string), for exact comparisons; [] over an API
+    prompt: str = ""  # what was sent: the rendered prompt (or, for chat APIs, the messages as JSON)
+
+
+def clean_generation(text: str, stop: tuple[str, ...], finish: str) -> tuple[str, str]:
+    """The text evalkit scores: cut at the first stop string, a half-decoded last character dropped, stripped.
+
+    Every backend applies this one rule so their texts compare exactly. A continuation cut at
+    ``max_new_tokens`` can end inside a multi-byte character, which decodes to U+FFFD.
+    """
+    cut = min((text.find(s) for s in stop if s in text), default=-1)
+    if cut >= 0:
+        text, finish = text[:cut], "stop"
+    elif finish == "length":
+        text = text.rstrip("\ufffd")
+    return text.strip(), finish
+
+
+def letter_probabilities(logprobs: Sequence[float]) -> list[float]:
+    """Softmax in float64 over the letters' log-probabilities (or logits: a shared shift cancels)."""
+    peak = max(logprobs)
+    weights = [math.exp(value - peak) for value in logprobs]
+    total = sum(weights)
+    return [weight / total for weight in weights]
+
+
+def best_letter(probabilities: Sequence[float], letters: Sequence[str]) -> str:
+    """The letter with the highest probability; the first one on a tie (as argmax)."""
+    return letters[max(range(len(probabilities)), key=probabilities.__getitem__)]
+
+
+def choice_token_ids(tokenizer, targets: list[str]) -> list[int]:
+    """Last token of each letter's encoding, as LLaMA-Factory does (``encode(ch)[-1]``)."""
+    ids = [tokenizer.encode(t, add_special_tokens=False)[-1] for t in targets]
+    if len(set(ids)) != len(ids):
+        raise EvalkitError(f"the tokenizer maps the answer letters {targets} to non-distinct tokens {ids}; "
+                           "use another --prompt-style")
+    return ids
+
+
+def generation_timing(seconds: float, generations: Sequence[Generation], **settings) -> dict:
+    """The ``timing`` record of one ``generate`` call: seconds, new tokens, their rate, and the batching used."""
+    total = sum(g.new_tokens for g in generations)
+    return {"generate_s": round(seconds, 3), "new_tokens": total,
+            "tokens_per_s": round(total / seconds, 2) if seconds > 0 else None, **settings}
