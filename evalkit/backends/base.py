@@ -135,3 +135,24 @@ class Backend(abc.ABC):
     def _unsupported(self, task_type: str) -> EvalkitError:
         return EvalkitError(f"--backend {self.name} cannot answer {task_type} tasks; it answers "
                             f"{', '.join(self.task_types)}: use --backend hf for this one")
+
+
+class InProcessBackend(Backend):
+    """A backend holding the model's tokenizer, identity and context in process (``self.lm``, a
+    ``models.loader.LoadedModel``): hf and vllm. Their prompts are rendered and tokenised alike."""
+
+    lm: Any
+
+    @property
+    def tokenizer(self):
+        return self.lm.tokenizer
+
+    @property
+    def chat_available(self) -> bool:
+        from evalkit.backends.hf.generation import has_chat_template
+
+        return has_chat_template(self.lm.tokenizer)
+
+    def model_record(self, name: str) -> dict:
+        lm = self.lm
+        return {"name": name, **lm.identity, "dtype": lm.dtype, "device": lm.device, "context_length": lm.context_length}

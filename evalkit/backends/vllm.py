@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from evalkit.backends.base import Backend, BackendOptions, CacheOpener
+from evalkit.backends.base import BackendOptions, CacheOpener, InProcessBackend
 from evalkit.backends.outputs import (ChoiceScore, Generation, best_letter, choice_token_ids, clean_generation,
                                       generation_timing, letter_probabilities)
 from evalkit.errors import EvalkitError
@@ -68,7 +68,7 @@ class VLLMOptions(BackendOptions):
         return {**declared, **self.engine_args}
 
 
-class VLLMBackend(Backend):
+class VLLMBackend(InProcessBackend):
     name = "vllm"
     task_types = ("multiple_choice", "generation", "perplexity")
     Options = VLLMOptions
@@ -140,20 +140,6 @@ class VLLMBackend(Backend):
         return cls(llm, lm, {"version": vllm.__version__, **settings}, lora, generation_eos, request_cache=request_cache)
 
     # -- what the results record ---------------------------------------------------------------------------
-    @property
-    def tokenizer(self):
-        return self.lm.tokenizer
-
-    @property
-    def chat_available(self) -> bool:
-        from evalkit.backends.hf.generation import has_chat_template
-
-        return has_chat_template(self.lm.tokenizer)
-
-    def model_record(self, name: str) -> dict:
-        lm = self.lm
-        return {"name": name, **lm.identity, "dtype": lm.dtype, "device": lm.device, "context_length": lm.context_length}
-
     def describe(self) -> dict:
         from importlib import metadata
 

@@ -3,11 +3,11 @@ shared-prefix attention, length buckets, the in-place KV cache); this class adap
 
 from __future__ import annotations
 
-from evalkit.backends.base import Backend, BackendOptions, CacheOpener
+from evalkit.backends.base import BackendOptions, CacheOpener, InProcessBackend
 from evalkit.models.loader import LoadedModel, load_model
 
 
-class HFBackend(Backend):
+class HFBackend(InProcessBackend):
     name = "hf"
     task_types = ("multiple_choice", "generation", "perplexity")
     Options = BackendOptions
@@ -27,20 +27,8 @@ class HFBackend(Backend):
         return cls(load_model(model, device=options.device, dtype=options.dtype,
                               trust_remote_code=options.trust_remote_code), request_cache=request_cache)
 
-    @property
-    def tokenizer(self):
-        return self.lm.tokenizer
-
-    @property
-    def chat_available(self) -> bool:
-        from evalkit.backends.hf.generation import has_chat_template
-
-        return has_chat_template(self.lm.tokenizer)
-
     def model_record(self, name: str) -> dict:
-        lm = self.lm
-        return {"name": name, **lm.identity, "dtype": lm.dtype, "device": lm.device, "context_length": lm.context_length,
-                "linear_kernel": lm.linear_kernel}
+        return {**super().model_record(name), "linear_kernel": self.lm.linear_kernel}
 
     def cache_namespace(self) -> dict:
         """What, besides the request, decides an answer here: the weights, and the arithmetic they run in."""
