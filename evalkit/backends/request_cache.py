@@ -23,12 +23,40 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from evalkit.errors import EvalkitError
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL, " \
          "value TEXT NOT NULL, created REAL NOT NULL)"
 FILE_NAME = "requests.sqlite"
+COLUMNS = ("key", "kind", "model", "value", "created")
+
+
+def check_healthy(db: sqlite3.Connection) -> None:
+    """Raise sqlite3.DatabaseError unless the file is a sound SQLite database (quick_check is cheap)."""
+    result = db.execute("PRAGMA quick_check").fetchall()
+    if result != [("ok",)]:
+        problems = [line for row in result for line in str(row[0]).splitlines() if "***" not in line]
+        raise sqlite3.DatabaseError(f"quick_check found {len(problems)} problem(s), first: {(problems or ['?'])[0]}")
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged cache (and its WAL/SHM companions) to ``<name>.corrupt-<UTC timestamp>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    path.replace(target)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            companion.replace(target.with_name(target.name + suffix))
+    return target
 
 
 def default_path() -> Path | None:
@@ -51,13 +79,32 @@ class RequestCache:
         self.hits = 0
         self.computed = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed batch survives a process kill
-        self.db.execute(SCHEMA)
+        try:
+            self.db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            # A malformed file would fail every run after the model load: set it aside, start empty.
+            moved = set_aside(self.path)
+            print(f"evalkit: warning: request cache {self.path} is damaged ({exc}); moved it to {moved} "
+                  "and started an empty cache", file=sys.stderr)
+            self.db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+        try:
+            check_healthy(db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed batch survives a process kill
+            db.execute(SCHEMA)
+            columns = [row[1] for row in db.execute("PRAGMA table_info(responses)")]
+            if columns != list(COLUMNS):
+                raise sqlite3.DatabaseError(f"table 'responses' has columns {columns}, not evalkit's")
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     @classmethod
-    def open(cls, namespace: dict, path: Path | None = None) -> "RequestCache | None":
+    def open(cls, namespace: dict, path: Path | None = None) -> RequestCache | None:
         """The cache, or None with one warning if it cannot be opened (the run goes on uncached)."""
         try:
             path = path or default_path()
@@ -129,11 +176,15 @@ def info(path: Path | None = None) -> dict:
         return {"path": "off ($EVALKIT_REQUEST_CACHE)", "exists": False, "entries": 0, "bytes": 0, "by_kind": {}, "models": 0}
     if not path.is_file():
         return {"path": str(path), "exists": False, "entries": 0, "bytes": 0, "by_kind": {}, "models": 0}
-    db = sqlite3.connect(str(path), timeout=60)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)  # info never changes the file
     try:
+        check_healthy(db)
         by_kind = dict(db.execute("SELECT kind, COUNT(*) FROM responses GROUP BY kind").fetchall())
         models = db.execute("SELECT COUNT(DISTINCT model) FROM responses").fetchone()[0]
         oldest, newest = db.execute("SELECT MIN(created), MAX(created) FROM responses").fetchone()
+    except sqlite3.Error as exc:
+        raise EvalkitError(f"request cache {path} is not a readable evalkit cache ({exc}); "
+                           "run 'evalkit cache clear' to set it aside and start empty") from None
     finally:
         db.close()
     size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
@@ -145,11 +196,18 @@ def clear(path: Path | None = None) -> int:
     path = path or default_path()
     if path is None or not path.is_file():
         return 0
-    db = sqlite3.connect(str(path), timeout=60)
     try:
-        with db:
-            removed = db.execute("DELETE FROM responses").rowcount
-        db.execute("VACUUM")
-    finally:
-        db.close()
+        db = sqlite3.connect(str(path), timeout=60)
+        try:
+            check_healthy(db)
+            with db:
+                removed = db.execute("DELETE FROM responses").rowcount
+            db.execute("VACUUM")
+        finally:
+            db.close()
+    except sqlite3.Error as exc:  # damaged or foreign: keep its bytes for inspection, the cache starts empty
+        moved = set_aside(path)
+        print(f"evalkit: warning: request cache {path} was not a readable evalkit cache ({exc}); "
+              f"moved it to {moved}", file=sys.stderr)
+        return 0
     return removed

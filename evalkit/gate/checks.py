@@ -13,7 +13,7 @@ from evalkit.gate.sides import GateSide
 from evalkit.gate.thresholds import Thresholds
 from evalkit.report import compare
 from evalkit.report.figures import PROFILE_FIGURES, PROFILE_LABELS
-from evalkit.report.samples import read_samples, sample_key
+from evalkit.report.samples import read_samples, sample_key, verify_summary
 
 REGRESSION, WORSE_SMALL, BETTER, SAME, UNTESTED = ("regression", "worse (below the minimum effect)", "better",
                                                    "no detectable difference", "not tested")
@@ -27,6 +27,7 @@ def check_same_prompts(task: str, base, candidate) -> None:
         if samples is None:
             raise EvalkitError(f"{task}: the {side}'s per-sample file {result.samples_file} is missing; the gate needs "
                                "per-question outcomes: keep samples_*.jsonl next to its results file")
+        verify_summary(task, result, samples)  # the verdict rests on the samples: a summary they contradict is refused
         rows[side] = {sample_key(r): r.get("prompt_sha256") for r in samples}
     a, b = rows["baseline"], rows["candidate"]
     differ = sorted((k for k in a.keys() | b.keys() if a.get(k) != b.get(k)), key=str)

@@ -82,6 +82,33 @@ def _baseline_ref(suite: Suite, model: str, tonight_ids: list[int], store: str) 
     return ",".join(str(i) for i in earlier) or None
 
 
+def _preflight(suite: Suite, models: list[str]) -> None:
+    """Check the pinned baseline files and the leaderboard definition before anything is evaluated."""
+    from evalkit.report.definition import load_definition
+    from evalkit.store.record import read_run
+
+    load_definition(suite.leaderboard.definition)
+    if isinstance(suite.baseline, str):
+        return
+    for model in models:
+        files = suite.baseline.pinned.get(model)
+        if not files:
+            raise EvalkitError(f"{suite.path}: baseline.pinned has no results files for model {model!r}; add them")
+        for file in files:
+            if not Path(file).is_file():
+                raise EvalkitError(f"{suite.path}: baseline.pinned[{model!r}] file {file} does not exist; "
+                                   "commit the results_*.json (and its samples) or fix the path")
+            read_run(file)
+
+
+def markdown_text(text) -> str:
+    """``text`` safe inside Markdown (and the HTML GitHub renders it to): specials backslash-escaped."""
+    import html
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~>])", r"\\\1", html.escape(str(text), quote=False))
+
+
 def _reports(verdict: dict, base, candidate, directory: Path, store: str) -> list[str]:
     """One base-vs-candidate HTML report per task (the report's sides are single runs)."""
     from evalkit.report import build_report
@@ -111,6 +138,7 @@ def run_nightly(suite: Suite, *, night: str | None = None, output: str | None = 
     night_dir = root / night
     manifest = Manifest(night_dir / "manifest.json")
     models = suite.expanded_models()
+    _preflight(suite, models)  # hours of evaluation must not end in "baseline missing"
     started = time.perf_counter()
     verdicts, summaries, code = {}, [], 0
     for model in models:
@@ -120,13 +148,14 @@ def run_nightly(suite: Suite, *, night: str | None = None, output: str | None = 
         if base_ref is None:
             verdict = {"verdict": "first night", "exit_code": 0, "candidate": {"ref": candidate.ref, "runs": ids},
                        "baseline": None, "rows": [], "failing": [], "warnings": []}
-            summaries.append(f"## {suite.name} / {model}: ✅ first night, accepted as the baseline\n")
+            summaries.append(f"## {markdown_text(suite.name)} / {markdown_text(model)}: ✅ first night, "
+                             "accepted as the baseline\n")
             print(f"nightly: {model}: no accepted baseline yet; tonight's runs become it")
         else:
             base = resolve_side(base_ref, store)
             verdict = gate(base, candidate, suite.gate)
             print(gate_output.table(verdict))
-            summaries.append(gate_output.markdown(verdict, f"{suite.name} / {model}"))
+            summaries.append(gate_output.markdown(verdict, f"{markdown_text(suite.name)} / {markdown_text(model)}"))
             verdict["reports"] = _reports(verdict, base, candidate, night_dir / "reports" / slug(model), store)
         if verdict["exit_code"] == 0:
             mark_accepted(ids, suite.name, night, store)
@@ -134,7 +163,7 @@ def run_nightly(suite: Suite, *, night: str | None = None, output: str | None = 
         verdicts[model] = verdict
         code = max(code, verdict["exit_code"])
     site, _ = build_leaderboard(suite.leaderboard.definition, leaderboard or suite.leaderboard.output, store)
-    summary = "\n".join(summaries) + f"\nLeaderboard: `{site}`; {len(models)} model(s) x {len(suite.tasks)} task(s), " \
+    summary = "\n".join(summaries) + f"\nLeaderboard: {markdown_text(site)}; {len(models)} model(s) x {len(suite.tasks)} task(s), " \
                                      f"{time.perf_counter() - started:.0f} s.\n"
     result = {"suite": suite.name, "night": night, "store": store, "exit_code": code,
               "verdict": "regression" if code else "pass", "models": verdicts, "leaderboard": str(site)}

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from evalkit.errors import EvalkitError
 from evalkit.report.figures import PROFILE_FIGURES, model_figures
-from evalkit.report.samples import pair_rows, read_samples
-from evalkit.report.significance import mcnemar_exact, paired_bootstrap, verdict, wilson_interval
+from evalkit.report.samples import pair_rows, read_samples, verify_summary
+from evalkit.report.significance import (
+    mcnemar_exact,
+    paired_bootstrap,
+    verdict,
+    wilson_interval,
+)
 from evalkit.store.identity import describe, model_label
 from evalkit.store.query import Side, resolve_model
 
@@ -91,6 +96,8 @@ def _notes(task: str, a, b) -> list[str]:
 def _paired_samples(task: str, a, b) -> tuple[list, list[str]]:
     """Per-sample rows of both runs paired by item, and the notes on what could not be paired."""
     rows_a, rows_b = read_samples(a.samples_file), read_samples(b.samples_file)
+    for result, rows in ((a, rows_a), (b, rows_b)):
+        verify_summary(task, result, rows)  # a summary its own samples contradict is refused, never shown
     notes = _notes(task, a, b)
     if rows_a is None or rows_b is None:
         notes.append(f"{task}: a per-sample file is missing ({a.samples_file if rows_a is None else b.samples_file}); "

@@ -2,6 +2,10 @@
 
 Multiple choice pairs by (subject, question index); generation by sample index. Only items
 present on both sides are paired, so runs with different ``--limit`` still compare on their overlap.
+
+The samples are the evidence and a results file's summary only its digest: ``verify_summary``
+refuses a multiple-choice result whose summary the samples do not reproduce (a hand-edited or
+half-written file), so no gate, report or import can be fooled by a summary alone.
 """
 
 from __future__ import annotations
@@ -11,25 +15,69 @@ from pathlib import Path
 
 from evalkit.errors import EvalkitError
 
+MAX_ROW_DEPTH = 32  # evalkit's sample rows nest 2-3 levels
+TOLERANCE = 1e-6  # summaries hold exact fractions; anything beyond float noise is a disagreement
+
+
+def _parse_row(path: str, number: int, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        raise EvalkitError(f"{path}: row {number} is not valid JSON; re-run the evaluation or restore the file") from None
+    if not isinstance(row, dict):
+        raise EvalkitError(f"{path}: row {number} is a JSON {type(row).__name__}, not an object; "
+                           "a samples file holds one JSON object per line: re-run the evaluation or restore the file")
+    return row
+
 
 def read_samples(path: str | None) -> list[dict] | None:
     """The rows of a samples JSONL, or None when the file is gone (moved results directory)."""
     if not path or not Path(path).is_file():
         return None
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise EvalkitError(f"{path}: row {number} is not valid JSON; re-run the evaluation or "
-                                       "restore the file") from None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    rows.append(_parse_row(path, number, line))
+    except UnicodeDecodeError as exc:
+        raise EvalkitError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                           "re-run the evaluation or restore the file") from None
+    except OSError as exc:
+        raise EvalkitError(f"{path}: cannot read the samples file ({exc.strerror})") from None
+    if not rows:
+        raise EvalkitError(f"{path}: the samples file is empty; re-run the evaluation or restore the file")
     return rows
 
 
+def verify_summary(task: str, result, rows: list[dict] | None = None) -> None:
+    """Refuse (one line, exit 2) a multiple-choice result whose accuracy and n its samples do not give."""
+    if result.task_type != "multiple_choice" or result.score is None:  # None: a run scored without gold answers
+        return
+    rows = read_samples(result.samples_file) if rows is None else rows
+    if rows is None:
+        return  # no evidence to check against; callers that need samples say so themselves
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row.get("correct"), bool):
+            raise EvalkitError(f"{result.samples_file}: row {number} has no true/false 'correct'; "
+                               "re-run the evaluation or restore the file")
+    groups: dict[str, list[bool]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get("subject", "")), []).append(row["correct"])
+    checks = [("overall", result.score, result.n, [r["correct"] for r in rows])]
+    checks += [(f"subject {s.group}", s.value, s.n, groups.get(s.group, [])) for s in result.scores if s.level == "subject"]
+    for where, acc, n, outcomes in checks:
+        k = sum(outcomes)
+        actual = k / len(outcomes) if outcomes else None
+        if n != len(outcomes) or acc is None or actual is None or abs(acc - actual) > TOLERANCE:
+            shown = "none" if acc is None else f"{acc:.4f}"
+            raise EvalkitError(f"{task}: the results file says {where} acc {shown} (n={n}) but its samples "
+                               f"{result.samples_file} give {k}/{len(outcomes)}; the files disagree (edited or half-written): "
+                               "re-run the evaluation or restore both files")
+
+
 def sample_key(row: dict) -> tuple:
-    return (row.get("subject", ""), row.get("index"))
+    return (str(row.get("subject", "")), str(row.get("index")))
 
 
 def pair_rows(base: list[dict], candidate: list[dict]) -> list[tuple[dict, dict]]:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from evalkit.cache import sha256_file
 from evalkit.errors import EvalkitError
+from evalkit.report.samples import verify_summary
 from evalkit.store.engine import open_store
 from evalkit.store.identity import model_key, model_label
 from evalkit.store.schema import Run, Score, TaskResult
@@ -66,14 +67,28 @@ def _run_from_results(results: dict, results_path: Path, source_sha256: str) -> 
               profile=results.get("profile") or {}, command=results.get("command") or [])
     for task, block in (results.get("tasks") or {}).items():
         metric, score, n, scores = _task_scores(block)
-        samples = block.get("samples_file")
+        samples = _samples_name(task, block.get("samples_file"))
         run.tasks.append(TaskResult(
             task=task, task_type=str(block.get("type")), spec_sha256=block.get("spec_sha256"),
             prompt_sha256=block.get("prompt_sha256") or block.get("inputs_sha256"),
             evalkit_version=run.evalkit_version, metric=metric, score=score, n=n,
             samples_file=str((results_path.parent / samples).resolve()) if samples else None,
             result=block, scores=scores))
+        try:
+            verify_summary(task, run.tasks[-1])  # a summary its samples contradict never reaches the store
+        except EvalkitError as exc:
+            raise ValueError(str(exc)) from None
     return run
+
+
+def _samples_name(task: str, name) -> str | None:
+    """A results file names its samples file beside itself: a bare file name, never a path elsewhere."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise ValueError(f"tasks.{task}.samples_file {name!r} is refused: it must be a file name in the results "
+                         "file's own directory (as `evalkit run` writes it), not a path")
+    return name
 
 
 def _insert(run: Run, store: str | None) -> tuple[int, bool]:
@@ -188,11 +203,18 @@ def read_run(path: str | Path) -> Run:
         raise EvalkitError(f"{path}: {exc}; pass an evalkit results_*.json file") from None
 
 
+MAX_RESULTS_BYTES = 64 * 1024 * 1024  # evalkit's results files are kilobytes; samples live in their own files
+
+
 def _read_json(path: Path):
     try:
+        if path.stat().st_size > MAX_RESULTS_BYTES:
+            raise ValueError(f"larger than {MAX_RESULTS_BYTES // 2**20} MB; not an evalkit results file")
         return json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:  # json's C parser recurses per level: a 100,000-deep file lands here
+        raise ValueError("nested too deeply to be an evalkit file") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"not readable JSON: {exc}") from None
 

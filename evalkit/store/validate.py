@@ -8,11 +8,27 @@ of crashing every later command that reads the store.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, StrictFloat, StrictInt, Tag, ValidationError
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
-Number = StrictFloat  # JSON numbers (int or float) only: "0.5" and true are refused
+# JSON numbers (int or float) only: "0.5" and true are refused, and so are NaN and Infinity (Python's
+# json module reads them), which would print as "acc inf" and break every comparison downstream.
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+Fraction = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0, le=1)]  # accuracies are stored as 0..1
+Count = Annotated[int, Strict(), Field(ge=0)]
+MAX_DEPTH = 64  # evalkit writes at most ~6 levels; deeper is hostile or not ours
 
 
 class Open(BaseModel):
@@ -42,14 +58,14 @@ class Profile(Open):
 
 
 class Accuracy(Open):
-    acc: Number
-    n: StrictInt
+    acc: Fraction
+    n: Count
     acc_stderr: Number | None = None
 
 
 class MacroAccuracy(Open):
-    acc: Number
-    groups: StrictInt | None = None
+    acc: Fraction
+    groups: Count | None = None
     acc_stderr: Number | None = None
 
 
@@ -66,8 +82,8 @@ class PerplexityResult(Open):
     type: Literal["perplexity"]
     perplexity: Number | None = None
     perplexity_llamafactory: Number | None = None
-    predicted_tokens: StrictInt | None = None
-    documents: StrictInt | None = None
+    predicted_tokens: Count | None = None
+    documents: Count | None = None
     samples_file: str | None = None
 
 
@@ -75,9 +91,17 @@ class OtherResult(Open):
     """Generation and future task types: the store reads their numeric fields and n."""
 
     type: str
-    n: StrictInt | None = None
-    num_samples: StrictInt | None = None
+    n: Count | None = None
+    num_samples: Count | None = None
     samples_file: str | None = None
+
+    @model_validator(mode="after")
+    def finite_scores(self):
+        """The store records every numeric field of these blocks as a score: each must be a real number."""
+        for key, value in (self.model_extra or {}).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{key} is {value}: a score must be a finite number")
+        return self
 
 
 def _task_type(block: Any) -> str:
@@ -85,9 +109,7 @@ def _task_type(block: Any) -> str:
     return kind if kind in ("multiple_choice", "perplexity") else "other"
 
 
-TaskBlock = Annotated[Union[Annotated[MultipleChoiceResult, Tag("multiple_choice")],
-                            Annotated[PerplexityResult, Tag("perplexity")],
-                            Annotated[OtherResult, Tag("other")]], Discriminator(_task_type)]
+TaskBlock = Annotated[Annotated[MultipleChoiceResult, Tag("multiple_choice")] | Annotated[PerplexityResult, Tag("perplexity")] | Annotated[OtherResult, Tag("other")], Discriminator(_task_type)]
 
 
 class Model(Open):
@@ -111,14 +133,28 @@ class TrainManifest(Open):
     """``train_manifest.json`` (evalkit train)."""
 
     final_loss: Number | None = None
-    global_step: StrictInt | None = None
-    steps: StrictInt | None = None
+    global_step: Count | None = None
+    steps: Count | None = None
     base_model: dict[str, Any] | str | None = None
     command: list[str] = []
     profile: Profile | None = None
 
 
+def nesting_depth(data: Any) -> int:
+    """How deeply lists/objects nest, without recursion (a 100,000-deep file must not overflow the stack)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
 def _check(schema: type[BaseModel], data: Any) -> None:
+    if nesting_depth(data) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep; not an evalkit file")
     try:
         schema.model_validate(data)
     except ValidationError as exc:
