@@ -59,7 +59,9 @@ class MultipleChoiceEvaluator:
             for used in {split, spec.fewshot_split} if config.num_fewshot else {split}:
                 path = split_file(spec, key, used)
                 if path.is_file():
-                    files[str(path.relative_to(spec.root))] = sha256_file(path)
+                    # an absolute data.dir may lie outside the spec's folder: record that file by its full path
+                    key_path = path.relative_to(spec.root) if path.is_relative_to(spec.root) else path
+                    files[str(key_path)] = sha256_file(path)
         return PreparedTask(spec, subjects, files, split)
 
     def run(self, prepared: PreparedTask, backend, config: RunConfig, output: RunOutput) -> dict:

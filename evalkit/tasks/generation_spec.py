@@ -69,9 +69,12 @@ class GenerationSpec(TaskSpec):
             raise EvalkitError(f"{path}: data.hub needs at least 'path' (e.g. EdinburghNLP/xsum) and 'split'")
         start, stop = _slice(data.get("slice"), path)
         max_new = raw.get("max_new_tokens", 256)
-        if not isinstance(max_new, int) or max_new < 1:
+        if not isinstance(max_new, int) or isinstance(max_new, bool) or max_new < 1:
             raise EvalkitError(f"{path}: max_new_tokens must be a positive integer")
-        stops = tuple(str(s) for s in as_list(raw.get("stop") or []))
+        raw_stop = raw.get("stop") or []
+        if not isinstance(raw_stop, (str, list)) or not all(isinstance(s, str) for s in as_list(raw_stop)):
+            raise EvalkitError(f"{path}: 'stop' must be a string or a list of strings")
+        stops = tuple(as_list(raw_stop))
         if any(not s for s in stops):
             raise EvalkitError(f"{path}: stop strings must not be empty")
         return cls(

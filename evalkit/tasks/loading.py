@@ -24,6 +24,13 @@ def load_spec(path: Path) -> TaskSpec:
     if not isinstance(raw, dict):
         raise EvalkitError(f"{path}: a task spec must be a YAML mapping")
     kind = raw.get("type")
-    if kind not in TASK_TYPES:
+    if not isinstance(kind, str) or kind not in TASK_TYPES:
         raise EvalkitError(f"{path}: unknown task type {kind!r}; use one of {', '.join(TASK_TYPES)}")
-    return TASK_TYPES[kind](raw, path)
+    if not isinstance(raw.get("task"), str) or not raw["task"]:
+        raise EvalkitError(f"{path}: 'task' must be a non-empty string (the task's name); fix 'task'")
+    try:
+        return TASK_TYPES[kind](raw, path)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        # a shape the per-type checks do not name yet: still one line naming the file, never a traceback
+        raise EvalkitError(f"{path}: a value has the wrong shape ({type(exc).__name__}: {exc}); "
+                           "see docs/new_task_guide.md") from None

@@ -40,8 +40,19 @@ def is_unlabeled(spec: MultipleChoiceSpec, split: str) -> bool:
 
 
 def split_file(spec: MultipleChoiceSpec, subject: str, split: str) -> Path:
-    pattern = spec.data.get("files", "{split}/{subject}.csv")
-    return spec.root / spec.data.get("dir", ".") / pattern.format(split=split, subject=subject)
+    pattern, data_dir = spec.data.get("files", "{split}/{subject}.csv"), spec.data.get("dir", ".")
+    if not isinstance(pattern, str) or not isinstance(data_dir, str):
+        raise EvalkitError(f"{spec.path}: data.dir and data.files must be strings, e.g. files: '{{split}}/{{subject}}.csv'")
+    try:
+        name = pattern.format(split=split, subject=subject)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise EvalkitError(f"{spec.path}: data.files {pattern!r} has an unknown placeholder ({exc}); "
+                           "use only {split} and {subject}") from None
+    path = spec.root / data_dir / name
+    # the data dir is the user's choice, but the files under it must stay under it (no '../' escapes)
+    if not path.resolve().is_relative_to((spec.root / data_dir).resolve()):
+        raise EvalkitError(f"{spec.path}: data.files {pattern!r} points outside data.dir; refused")
+    return path
 
 
 def load_split(spec: MultipleChoiceSpec, subject: str, split: str) -> list[Question]:

@@ -61,13 +61,28 @@ class MultipleChoiceSpec(TaskSpec):
     def from_dict(cls, raw: dict, path: Path) -> "MultipleChoiceSpec":
         required = ["task", "data", "subjects", "prompt_styles", "eval_split"]
         _require(raw, required, path)
+        if not isinstance(raw["subjects"], dict) or not raw["subjects"]:
+            raise EvalkitError(f"{path}: 'subjects' must be a non-empty mapping of key -> {{name, categories}}")
+        if not isinstance(raw["data"], dict):
+            raise EvalkitError(f"{path}: 'data' must be a mapping (dir, files, columns); see docs/new_task_guide.md")
+        if not isinstance(raw["prompt_styles"], dict):
+            raise EvalkitError(f"{path}: 'prompt_styles' must be a mapping of name -> {{header, example, target}}")
+        _string_list(raw.get("categories") or [], "categories", path)
         subjects = {}
         for key, value in raw["subjects"].items():
             if not isinstance(value, dict) or "name" not in value:
                 raise EvalkitError(f"{path}: subject {key!r} needs a mapping with 'name' and 'categories'")
-            subjects[key] = Subject(key, str(value["name"]), tuple(value.get("categories") or ()))
+            if not isinstance(value["name"], str):
+                raise EvalkitError(f"{path}: subjects.{key}.name must be a string; quote it")
+            categories = _string_list(value.get("categories") or [], f"subjects.{key}.categories", path)
+            subjects[key] = Subject(key, value["name"], tuple(categories))
         styles = {}
         for name, value in raw["prompt_styles"].items():
+            if not isinstance(value, dict):
+                raise EvalkitError(f"{path}: prompt_styles.{name} must be a mapping with header, example, target")
+            for part, text in value.items():
+                if not isinstance(text, str):  # YAML reads `no` as False: a template must be a quoted string
+                    raise EvalkitError(f"{path}: prompt_styles.{name}.{part} must be a string; quote it")
             try:
                 styles[name] = PromptStyle(**value)
             except TypeError as exc:
@@ -85,6 +100,12 @@ def _require(raw: dict, keys: list[str], path: Path) -> None:
     missing = [k for k in keys if k not in raw]
     if missing:
         raise EvalkitError(f"{path}: missing key(s) {', '.join(missing)}; see docs/new_task_guide.md")
+
+
+def _string_list(value: Any, key: str, path: Path) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EvalkitError(f"{path}: '{key}' must be a list of strings, e.g. [STEM]")
+    return value
 
 
 def as_list(value: Any) -> list:
