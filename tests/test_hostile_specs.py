@@ -160,3 +160,14 @@ def test_absolute_data_dir_outside_the_spec_folder_runs(tmp_path, capsys):
     assert "Traceback" not in out + err
     results = [json.loads(p.read_text(encoding="utf-8")) for p in (tmp_path / "out").rglob("results_*.json")]
     assert results  # before the fix: ValueError from Path.relative_to, a traceback
+
+
+@pytest.mark.parametrize("flag, value", [("--seed", "1" * 24), ("--seed", "-1"), ("--seed", "x"), ("--threads", "0"),
+                                          ("--threads", "x")])
+def test_run_numeric_flags_out_of_range_are_refused_by_the_parser(capsys, flag, value):
+    from evalkit.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--backend", "fake", "--model", "m", "--tasks", "cmmlu:agronomy", "--no-store", flag, value])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err and f"argument {flag}" in err.strip().splitlines()[-1]

@@ -47,7 +47,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--output-dir", default="results", help="where results_*.json and samples_*.jsonl go")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=seed_value, default=1234, help="0..2**32-1 (random, numpy and torch all take it)")
     p.add_argument("--threads", type=threads_choice, default=default_threads(), metavar="N|auto",
                    help="CPU threads for torch: auto (default: the cores idle now, so a busy machine does not "
                         "slow to a crawl) or N; $OMP_NUM_THREADS, if set, is the default instead")
@@ -84,9 +84,23 @@ def default_threads() -> int | str:
 
 
 def positive_int(text: str) -> int:
-    value = batch_size(text)
-    if value == "auto":
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use a positive integer") from None
+    if value < 1:
         raise argparse.ArgumentTypeError("use a positive integer")
+    return value
+
+
+def seed_value(text: str) -> int:
+    """A seed every generator accepts (torch.manual_seed overflows on a 24-digit one; numpy stops at 2**32-1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use an integer from 0 to 4294967295") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError("use an integer from 0 to 4294967295")
     return value
 
 
