@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any, Iterator, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,41 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, code: str, param: str | None = None):
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, received: int, limit: int):
+        super().__init__(413, f"request body is over the server's limit of {limit} bytes (stopped reading at {received})")
+
+
+class BoundedBody:
+    """ASGI middleware: the body's bytes are counted as they arrive, so a chunked body (no Content-Length)
+    stops at the limit instead of being read whole; the endpoint's body read raises ``BodyTooLarge``
+    (an HTTPException, which FastAPI's body parsing passes on) and the app answers 413 JSON."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            response = _error(413, f"request body of {int(length)} bytes is over the server's limit of {self.limit}",
+                              "request_too_large")
+            return await response(scope, receive, send)
+        received = 0
+
+        async def bounded():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(received, self.limit)
+            return message
+
+        await self.app(scope, bounded, send)
 
 
 class CompletionRequest(BaseModel):
@@ -84,13 +119,11 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_tokens_li
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
         return _error(400, f"invalid request: {where}: {first.get('msg', 'malformed body')}", "invalid_request", where)
 
-    @app.middleware("http")
-    async def bounded_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > max_request_bytes:
-            return _error(413, f"request body of {length} bytes is over the server's limit of {max_request_bytes}",
-                          "request_too_large")
-        return await call_next(request)
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(_, exc: BodyTooLarge):
+        return _error(413, exc.detail, "request_too_large")
+
+    app.add_middleware(BoundedBody, limit=max_request_bytes)
 
     def authorised(request: Request) -> None:
         if api_key is None:
