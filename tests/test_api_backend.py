@@ -28,6 +28,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(process, port: int) -> None:
+    """Return once `evalkit serve` on ``port`` answers /health (a dead or silent server is an error)."""
+    deadline = time.time() + 240
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"evalkit serve exited: {process.stdout.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.time() > deadline:
+            raise RuntimeError("evalkit serve did not start in 240 s")
+        time.sleep(0.5)
+
+
 @contextmanager
 def serving(model: str, *extra: str, name: str | None = None):
     """`evalkit serve` in a subprocess; yields its base URL once /health answers."""
@@ -38,18 +54,7 @@ def serving(model: str, *extra: str, name: str | None = None):
         command += ["--served-model-name", name]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 240
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"evalkit serve exited: {process.stdout.read()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("evalkit serve did not start in 240 s")
-            time.sleep(0.5)
+        wait_until_serving(process, port)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()

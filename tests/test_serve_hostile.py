@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.test_api_backend import free_port
+from tests.test_api_backend import free_port, wait_until_serving
 
 KEY = "hostile-key"
 
@@ -25,17 +25,7 @@ def server(varied_model_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "EVALKIT_SERVE_API_KEY": KEY}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 240
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"evalkit serve exited: {process.stdout.read()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, "evalkit serve did not start in 240 s"
-            time.sleep(0.5)
+        wait_until_serving(process, port)
         yield f"http://127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
