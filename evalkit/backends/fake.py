@@ -68,17 +68,11 @@ class FakeBackend(Backend):
         return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
     def _through_cache(self, kind: str, payloads: list[dict], batch_size, compute) -> list:
-        """Answers in input order, batch by batch: cached batches read back, the others computed and saved."""
-        memo, results = self.memo(kind, payloads), [None] * len(payloads)
-        for batch in self._batches(len(payloads), batch_size):
-            values = memo.cached(batch) if memo is not None else None
-            if values is None:
-                values = [compute(payloads[i]) for i in batch]
-                if memo is not None:
-                    memo.save(batch, values)
-            for i, value in zip(batch, values):
-                results[i] = value
-        return results
+        """Answers in input order, batch by batch through the request cache, as real backends batch."""
+        from evalkit.backends.request_cache import through_memo
+
+        return through_memo(self.memo(kind, payloads), len(payloads), self._batches(len(payloads), batch_size),
+                            lambda batch: [compute(payloads[i]) for i in batch])
 
     def score_choices(self, requests, targets, config, label):
         seed = self.options.seed

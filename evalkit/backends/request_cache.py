@@ -170,6 +170,25 @@ class BatchMemo:
         return {"cached": self.cache.hits} if self.cache is not None else {}
 
 
+def through_memo(memo: BatchMemo | None, count: int, batches, compute, bar=None) -> list:
+    """``count`` answers in input order, batch by batch: a batch all cached is read back, any other is
+    computed whole (``compute(indices) -> values``) and saved in one transaction. ``bar``: a tqdm to advance."""
+    results: list = [None] * count
+    for batch in batches:
+        values = memo.cached(batch) if memo is not None else None
+        if values is None:
+            values = compute(batch)
+            if memo is not None:
+                memo.save(batch, values)
+                if bar is not None:
+                    bar.set_postfix(memo.postfix(), refresh=False)
+        for i, value in zip(batch, values):
+            results[i] = value
+        if bar is not None:
+            bar.update(len(batch))
+    return results
+
+
 def info(path: Path | None = None) -> dict:
     path = path or default_path()
     if path is None:

@@ -167,19 +167,11 @@ class VLLMBackend(InProcessBackend):
     @staticmethod
     def _chunks(count: int, memo, compute, label: str, unit: str, progress: bool) -> list:
         """Run ``compute(indices) -> values`` chunk by chunk in input order, through the request cache."""
-        results: list = [None] * count
+        from evalkit.backends.request_cache import through_memo
+
         bar = tqdm(total=count, desc=label, unit=unit, disable=not progress, dynamic_ncols=True)
-        for start in range(0, count, CHUNK):
-            batch = list(range(start, min(start + CHUNK, count)))
-            values = memo.cached(batch) if memo is not None else None
-            if values is None:
-                values = compute(batch)
-                if memo is not None:
-                    memo.save(batch, values)
-                    bar.set_postfix(memo.postfix(), refresh=False)
-            for i, value in zip(batch, values):
-                results[i] = value
-            bar.update(len(batch))
+        chunks = (list(range(start, min(start + CHUNK, count))) for start in range(0, count, CHUNK))
+        results = through_memo(memo, count, chunks, compute, bar)
         bar.close()
         return results
 
