@@ -13,5 +13,5 @@ TRANSFORMERS_VERSION=$(.venv/bin/python -c 'import transformers; print(transform
 
 source benchmarks/cpu_venv.sh
 make_cpu_venv "$VENV" "$TORCH_VERSION"
-"$VENV/bin/python" -m pip install -q "lm_eval==${LM_EVAL_VERSION}" "transformers==${TRANSFORMERS_VERSION}" "torch==${TORCH_VERSION}" accelerate
+"$VENV/bin/python" -m pip install -q "lm_eval[api]==${LM_EVAL_VERSION}" "transformers==${TRANSFORMERS_VERSION}" "torch==${TORCH_VERSION}" accelerate
 "$VENV/bin/python" -c "import lm_eval, torch, transformers; print('lm_eval', lm_eval.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"

@@ -18,7 +18,7 @@ from evalkit.models.loader import LoadedModel
 from evalkit.profile import Profiler
 from evalkit.profile.tokens import add_task_tokens
 from evalkit.results import RunOutput, environment
-from evalkit.tasks.registry import resolve_tasks
+from evalkit.tasks.registry import TaskSelection, resolve_tasks
 
 
 def _load_evaluators() -> None:
@@ -27,13 +27,14 @@ def _load_evaluators() -> None:
     import evalkit.evaluators.perplexity  # noqa: F401
 
 
-def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = "results", *,
+def run_evaluation(model: str, tasks: str | list[TaskSelection], config: RunConfig, output_dir: str = "results", *,
                    device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
                    lm: LoadedModel | None = None, argv: list[str] | None = None,
                    store: str | None = None, record: bool = True, backend: str = "hf",
                    options: BackendOptions | None = None) -> dict:
     """Evaluate; write the results files; record the run into the results store unless ``record=False``.
 
+    ``tasks``: a ``--tasks`` argument, or the selections it already resolved to.
     ``lm``: an already loaded model, evaluated with the hf backend (tests, the trainer's evaluation).
     """
     _load_evaluators()
@@ -44,7 +45,7 @@ def run_evaluation(model: str, tasks: str, config: RunConfig, output_dir: str = 
     distributed.init()  # under accelerate launch / torchrun: rank 0 writes and records, see evalkit/distributed.py
     output_dir, record = distributed.rank_output(output_dir, record)
     options.device = distributed.rank_device(options.device)
-    selections = resolve_tasks(tasks)
+    selections = resolve_tasks(tasks) if isinstance(tasks, str) else tasks
     preflight.check_unique_tasks(selections)
     preflight.check_device(options.device)
     if record:

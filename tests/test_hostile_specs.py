@@ -144,6 +144,35 @@ def test_bomb_stops_within_memory_bound(name, tmp_path):
     assert proc.stdout.startswith("evalkit: error: ") and "Traceback" not in proc.stderr
 
 
+# The child reports its own peak RSS (VmHWM is per address space; ru_maxrss would count the forked pytest).
+_PEAK_RSS_AT_EXIT = ("import atexit, sys\n"
+                     "def peak():\n"
+                     "    print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
+                     "atexit.register(peak)\n"
+                     "from evalkit.cli import main\n"
+                     "sys.exit(main(sys.argv[1:]))\n")
+
+
+@pytest.mark.parametrize("name", ["anchor_bomb", "deep_5000"])
+def test_bomb_through_the_whole_cli_is_fast_and_small(name, tmp_path):
+    """Issue 25's bound for `evalkit run --tasks bomb.yaml`: exit 2 with one line in under 2 s using under 200 MB
+    (specs are read before torch is imported; ~0.3 s and ~40 MB when measured)."""
+    import time
+
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(CASES[name], encoding="utf-8")
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _PEAK_RSS_AT_EXIT, "run", "--model", "smollm2-135m-instruct",
+                           "--tasks", str(spec), "--output-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60)
+    seconds = time.perf_counter() - started
+    peak_mb = int(proc.stdout.split()[-1]) / 1024
+    print(f"{name}: {seconds:.2f} s, peak RSS {peak_mb:.0f} MB")
+    assert proc.returncode == 2 and proc.stderr.startswith("evalkit: error: ") and proc.stderr.count("\n") == 1
+    assert seconds < 2 and peak_mb < 200
+    assert not (tmp_path / "out").exists()
+
+
 def test_absolute_data_dir_outside_the_spec_folder_runs(tmp_path, capsys):
     """docs/new_task_guide.md: absolute data dirs work; the recorded data file is then its full path."""
     import json

@@ -119,6 +119,9 @@ def run(args) -> int:
     from evalkit.tasks.registry import set_include_paths
 
     set_include_paths(args.include_path)  # a missing directory fails before anything is loaded
+    from evalkit.tasks.registry import resolve_tasks
+
+    selections = resolve_tasks(args.tasks)  # specs are read before torch is imported: a bad one costs ~0.1 s
     from evalkit.backends import backend_class
 
     options = backend_options(args)
@@ -139,7 +142,7 @@ def run(args) -> int:
                        full_prompt=args.full_prompt, max_new_tokens=args.max_new_tokens,
                        no_chat_template=args.no_chat_template, use_cache=not args.no_cache,
                        threads=threads, split=args.split, reference_format=args.reference_format)
-    results = run_evaluation(args.model, args.tasks, config, args.output_dir, device=args.device, dtype=args.dtype,
+    results = run_evaluation(args.model, selections, config, args.output_dir, device=args.device, dtype=args.dtype,
                              trust_remote_code=args.trust_remote_code, argv=["evalkit", *sys.argv[1:]],
                              store=args.store, record=not args.no_store, backend=args.backend,
                              options=options)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
+from evalkit.models.weights_check import check_checkpoint, check_safetensors
 from evalkit.models.source import (  # noqa: F401 - HUB_ID .. weights_hash: re-exported, callers import them from here
     ADAPTER_CONFIGS, EMBEDDED, HUB_ID, WEIGHT_SUFFIXES, ModelSource, check_hub_model, is_hub_id, resolve_model,
     weights_hash,
@@ -131,26 +132,10 @@ def _load_source(source: ModelSource, torch_dtype, trust_remote_code: bool):
     return model, tokenizer, revision
 
 
-def check_safetensors(directory: Path) -> None:
-    """Fail with one line naming the file if a safetensors file is truncated or corrupt."""
-    from safetensors import safe_open
-
-    for file in sorted(directory.glob("*.safetensors")):
-        try:
-            with safe_open(str(file), framework="pt") as handle:
-                keys = list(handle.keys())
-                if keys:  # reading the last tensor touches the end of the data buffer
-                    handle.get_slice(keys[-1])
-        except Exception as exc:
-            raise EvalkitError(
-                f"{file}: corrupt or truncated safetensors file ({exc}); re-download or re-export the checkpoint"
-            ) from None
-
-
 def _from_directory(directory: Path, torch_dtype, trust_remote_code: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    check_safetensors(Path(directory))
+    check_checkpoint(Path(directory))  # config vs weights, before transformers allocates from the config
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch_dtype, trust_remote_code=trust_remote_code)
