@@ -3,7 +3,7 @@
     .venv/bin/python -m pytest benchmarks/ --benchmark-only
 
 Timed is seconds for known work (pytest-benchmark compares times); questions/s and tokens/s of the median
-round go into ``extra_info``. The nightly job compares with the previous night (README, "Nightly regression").
+round go into ``extra_info``. The nightly job compares with the previous night (docs/nightly.md).
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class GenerationSpec(TaskSpec):
             raise EvalkitError(f"{path}: 'data' must be a mapping with input, reference and path or hub")
         missing = [k for k in ("input", "reference") if not data.get(k)]
         if missing:
-            raise EvalkitError(f"{path}: data needs {' and '.join(missing)} (the column names); see README 'Generation tasks'")
+            raise EvalkitError(f"{path}: data needs {' and '.join(missing)} (the column names); see docs/generation.md")
         if not data.get("path") and not data.get("hub"):
             raise EvalkitError(f"{path}: data needs a 'path' (JSON/JSONL/CSV file) or a 'hub' dataset")
         file = (path.parent / data["path"]).resolve() if data.get("path") else None
