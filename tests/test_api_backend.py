@@ -44,17 +44,29 @@ def wait_until_serving(process, port: int) -> None:
         time.sleep(0.5)
 
 
+def drain(process, lines: list[str] | None = None) -> None:
+    """Read the server's output (one access-log line per request) as it comes, so the pipe never fills
+    and blocks the server; the lines go to ``lines`` when given."""
+    def read():
+        for line in process.stdout:
+            if lines is not None:
+                lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+
+
 @contextmanager
-def serving(model: str, *extra: str, name: str | None = None):
-    """`evalkit serve` in a subprocess; yields its base URL once /health answers."""
+def serving(model: str, *extra: str, name: str | None = None, log: list[str] | None = None, env: dict | None = None):
+    """`evalkit serve` in a subprocess; yields its base URL once /health answers (its output lines go to ``log``)."""
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     command = [sys.executable, "-m", "evalkit.cli", "serve", "--model", model, "--port", str(port), *extra]
     if name:
         command += ["--served-model-name", name]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_until_serving(process, port)
+        drain(process, log)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()

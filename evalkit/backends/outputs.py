@@ -54,9 +54,15 @@ def clean_generation(text: str, stop: tuple[str, ...], finish: str) -> tuple[str
     cut = min((text.find(s) for s in stop if s in text), default=-1)
     if cut >= 0:
         text, finish = text[:cut], "stop"
-    elif finish == "length":
-        text = text.rstrip("\ufffd")
-    return text.strip(), finish
+    return drop_partial_character(text, finish).strip(), finish
+
+
+def drop_partial_character(text: str, finish: str) -> str:
+    """A continuation cut at the token limit ("length") loses its half-decoded last character (U+FFFD).
+
+    ``evalkit serve`` applies this alone: a server leaves the surrounding whitespace to its client.
+    """
+    return text.rstrip("\ufffd") if finish == "length" else text
 
 
 def letter_probabilities(logprobs: Sequence[float]) -> list[float]:

@@ -16,6 +16,7 @@ import torch
 
 from evalkit.models.loader import LoadedModel
 from evalkit.backends.hf.generation import stop_token_ids
+from evalkit.backends.outputs import drop_partial_character
 
 
 class PromptTooLong(ValueError):
@@ -141,7 +142,7 @@ class ServedModel:
         if failure:
             raise failure[0]
         text = self.lm.tokenizer.decode(generated, skip_special_tokens=True)
-        yield Continuation(text, generated, finish)
+        yield Continuation(drop_partial_character(text, finish), generated, finish)
 
 
 def _stable(text: str, stop: list[str]) -> str:
