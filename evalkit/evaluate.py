@@ -111,5 +111,8 @@ def results_table(results: dict) -> str:
     rows = []
     for name, result in results["tasks"].items():
         rows += EVALUATORS[result["type"]].table(name, result)
-    headers = ["task", "group", "n", "score", "± stderr"]
+    kinds = {result["type"] for result in results["tasks"].values()}
+    # Multiple choice scores are accuracies in percent; generation and perplexity rows name their metric.
+    score = "acc %" if kinds == {"multiple_choice"} else "score (MC: acc %)" if "multiple_choice" in kinds else "score"
+    headers = ["task", "group", "n", score, "± stderr"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

@@ -24,9 +24,41 @@ def list_tasks(args) -> int:
         for key, subject in getattr(spec, "subjects", {}).items():
             print(f"{key}\t{subject.name}\t{', '.join(subject.categories)}")
         return 0
-    for name, path in available_tasks().items():
-        print(f"{name}\t{path}")
+    from tabulate import tabulate
+
+    rows = [task_row(name, path) for name, path in available_tasks().items()]
+    print(tabulate(rows, headers=["task", "type", "size", "description", "spec"], tablefmt="plain"))
     return 0
+
+
+def task_row(name: str, path) -> list[str]:
+    """One line of ``evalkit tasks``: the spec's type, its size, its description (or first comment line)."""
+    from evalkit.errors import EvalkitError
+    from evalkit.tasks.loading import load_spec
+
+    try:
+        spec = load_spec(path)
+    except EvalkitError as exc:  # a broken user spec is listed, not fatal for the listing
+        return [name, "invalid", "-", str(exc)[:80], str(path)]
+    if spec.type == "multiple_choice":
+        size = f"{len(spec.subjects)} subjects"
+    elif spec.type == "perplexity":
+        size = f"{len(spec.raw.get('documents', []))} documents"
+    else:
+        limit = spec.raw.get("data", {}).get("slice")
+        size = "all rows"
+        if isinstance(limit, list) and len(limit) == 2:
+            size = f"rows {limit[0] or 0}..{'' if limit[1] is None else limit[1]}"
+    return [name, spec.type, size, _description(spec), str(path)]
+
+
+def _description(spec) -> str:
+    text = spec.raw.get("description")
+    if not isinstance(text, str):
+        comments = [line.lstrip("# ").strip() for line in spec.path.read_text(encoding="utf-8").splitlines()[:3]
+                    if line.startswith("#")]
+        text = comments[0] if comments else ""
+    return text if len(text) <= 70 else text[:67] + "..."
 
 
 def list_models(args) -> int:

@@ -147,7 +147,10 @@ def run(args) -> int:
                              store=args.store, record=not args.no_store, backend=args.backend,
                              options=options)
     print()
-    print(f"model: {args.model} ({describe_model(results)}), {args.num_fewshot}-shot, prompt style {args.prompt_style}")
+    setting = f"{args.num_fewshot}-shot, prompt style {args.prompt_style}"  # what multiple choice prompts depend on
+    if all(task["type"] != "multiple_choice" for task in results["tasks"].values()):
+        setting = f"chat template {'off' if args.no_chat_template else 'on when the model has one'}"
+    print(f"model: {args.model} ({describe_model(results)}), {setting}")
     print(results_table(results))
     from evalkit.profile import format_profile
 

@@ -127,7 +127,9 @@ class MultipleChoiceEvaluator:
         for category, block in result["categories"].items():
             rows.append([name, f"[{category}]", block["n"], *fmt(block)])
         rows.append([name, "Average (micro)", result["micro"]["n"], *fmt(result["micro"])])
-        rows.append([name, f"Average (macro, {result['macro']['groups']} subjects)", result["micro"]["n"], *fmt(result["macro"])])
+        groups = result["macro"]["groups"]
+        label = f"Average (macro, {groups} subject{'s' if groups != 1 else ''})"
+        rows.append([name, label, result["micro"]["n"], *fmt(result["macro"])])
         return rows
 
 
