@@ -100,6 +100,8 @@ class RunOutput:
         return path
 
     def write_results(self, results: dict) -> Path:
+        record_portably(results)
+
         def text() -> str:
             # samples written before a fallback stay where they are: point at them by absolute path
             for block in (results.get("tasks") or {}).values():
@@ -145,6 +147,49 @@ class RunOutput:
             except OSError:
                 continue
         return None
+
+
+def record_portably(results: dict) -> None:
+    """Name built-in task specs and embedded models the same on every machine: a task spec shipped with evalkit
+    by its task name (``spec_sha256`` beside it pins the exact file; readers resolve the name with
+    resolve_tasks from any checkout or install), never by the checkout's or virtualenv's absolute path; an
+    embedded model passed as its cache directory by its alias."""
+    for block in (results.get("tasks") or {}).values():
+        if isinstance(block, dict) and isinstance(block.get("spec"), str):
+            block["spec"] = builtin_spec_name(block["spec"]) or block["spec"]
+    model = results.get("model")
+    while isinstance(model, dict):
+        if model.get("alias") and _inside_cache(model.get("name")):
+            model["name"] = model["alias"]
+        model = model.get("base")
+
+
+def builtin_spec_name(spec: str) -> str | None:
+    """``cmmlu`` for ``<package>/resources/tasks/cmmlu.yaml``; None for a user's own spec file."""
+    from evalkit.resources import resource_dir
+    from evalkit.tasks.registry import available_tasks
+
+    path = Path(spec)
+    if not path.is_absolute() or path.suffix not in (".yaml", ".yml"):
+        return None
+    try:
+        resolved = path.resolve()
+        found = available_tasks().get(path.stem)  # the name must lead back to this file (no user spec shadows it)
+        same = resolved.parent == resource_dir("tasks").resolve() and found is not None and found.resolve() == resolved
+    except (OSError, EvalkitError):
+        return None
+    return path.stem if same else None
+
+
+def _inside_cache(name) -> bool:
+    from evalkit.cache import cache_dir
+
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        return Path(name).expanduser().resolve().is_relative_to(cache_dir().resolve())
+    except (OSError, ValueError, EvalkitError):
+        return False
 
 
 def _remove_if_empty(directory: Path) -> None:

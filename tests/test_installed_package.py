@@ -8,6 +8,7 @@ into a fresh virtual environment, dependencies and all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -114,7 +115,7 @@ def check_installation(evalkit: Installed, package: Path) -> None:
 
     listed = evalkit("tasks")
     assert listed.returncode == 0, listed.stderr
-    tasks = dict(line.split("\t") for line in listed.stdout.splitlines())
+    tasks = {line.split()[0]: line.split()[-1] for line in listed.stdout.splitlines()[1:]}  # task ... spec
     assert {"cmmlu", "mmlu", "ceval", "alpaca_zh"} <= set(tasks)
     assert Path(tasks["cmmlu"]) == package / "evalkit" / "resources" / "tasks" / "cmmlu.yaml"
 
@@ -124,7 +125,8 @@ def check_installation(evalkit: Installed, package: Path) -> None:
     assert ran.returncode == 0, ran.stderr[-3000:]
     (results,) = (evalkit.cwd / "results").glob("*/results_*.json")
     cmmlu = json.loads(results.read_text(encoding="utf-8"))["tasks"]["cmmlu"]
-    assert Path(cmmlu["spec"]).is_relative_to(package)
+    spec_file = package / "evalkit" / "resources" / "tasks" / "cmmlu.yaml"  # recorded by name and hash, no path
+    assert cmmlu["spec"] == "cmmlu" and cmmlu["spec_sha256"] == hashlib.sha256(spec_file.read_bytes()).hexdigest()
 
     report = evalkit("report", "--base", SMOLLM2, "--candidate", SMOLLM2, "--store", str(store), "--output", "report.html")
     assert report.returncode == 0, report.stderr[-3000:]
@@ -173,7 +175,7 @@ def test_include_path(site, tmp_path):
     for argv, env in ((["--include-path", str(mine)], None), ([], {"EVALKIT_INCLUDE_PATH": f"{mine}{os.pathsep}"})):
         listed = evalkit("tasks", *argv, env=env)
         assert listed.returncode == 0, listed.stderr
-        tasks = dict(line.split("\t") for line in listed.stdout.splitlines())
+        tasks = {line.split()[0]: line.split()[-1] for line in listed.stdout.splitlines()[1:]}  # task ... spec
         assert Path(tasks["mytask"]) == mine / "mytask.yaml" and Path(tasks["mmlu"]) == mine / "mmlu.yaml"
         assert Path(tasks["cmmlu"]).is_relative_to(site)
         subjects = evalkit("tasks", "mytask", *argv, env=env)

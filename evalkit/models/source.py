@@ -24,6 +24,19 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 ADAPTER_CONFIGS = {"peft_adapter": "adapter_config.json", "evalkit_adapter": "evalkit_adapter_config.json"}
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 
+# Each embedded alias: the hub model its GGUF was quantised from, and the GGUF's file name. An adapter trained
+# on an embedded model names that hub id as its base (any PEFT user can load it there); evalkit maps the id
+# back to the embedded model, offline, when the adapter's train_manifest.json says it was trained on it.
+EMBEDDED_ORIGINS = {
+    "smollm2-135m-instruct": ("HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": ("google/gemma-3-270m", "gemma-3-270m-q4_k_m.gguf"),
+}
+TRAIN_MANIFEST = "train_manifest.json"
+
+
+def embedded_hub_id(alias: str) -> str | None:
+    return EMBEDDED_ORIGINS[alias][0] if alias in EMBEDDED_ORIGINS else None
+
 
 @dataclass(frozen=True, eq=False)
 class ModelSource:
@@ -115,6 +128,7 @@ def resolve_model(spec: str, _adapters: tuple[Path, ...] = ()) -> ModelSource:
         for kind, name in ADAPTER_CONFIGS.items():
             if path.is_dir() and (path / name).is_file():
                 config, base_spec = _adapter_config(path, name, _adapters)
+                base_spec = trained_on_embedded(path, base_spec) or base_spec
                 base = resolve_model(base_spec, (*_adapters, path.resolve()))
                 return ModelSource(spec, kind, path.resolve(), config, base)
         if path.is_dir() and (path / "config.json").is_file():
@@ -156,6 +170,19 @@ def _adapter_config(path: Path, name: str, adapters: tuple[Path, ...]) -> tuple[
     return config, base_spec
 
 
+def trained_on_embedded(adapter_dir: Path, base_spec: str) -> str | None:
+    """The embedded alias an adapter names by its hub id, when ``evalkit train`` trained it on that embedded
+    model (its train_manifest.json says so); None otherwise (a hub id then means the hub model)."""
+    alias = next((a for a, (hub_id, _) in EMBEDDED_ORIGINS.items() if hub_id == base_spec), None)
+    if alias is None or alias not in EMBEDDED:
+        return None
+    try:
+        base = json.loads((adapter_dir / TRAIN_MANIFEST).read_text(encoding="utf-8")).get("base_model") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return alias if isinstance(base, dict) and base.get("kind") == "embedded" and base.get("alias") == alias else None
+
+
 def vllm_max_lora_rank(rank: int) -> int:
     """vLLM accepts a fixed set of max_lora_rank values; the smallest one that holds the adapter's rank."""
     for allowed in VLLM_LORA_RANKS:
@@ -165,13 +192,18 @@ def vllm_max_lora_rank(rank: int) -> int:
 
 
 def _dequantised_identity(directory: Path) -> dict | None:
-    """evalkit's dequantised copy of a GGUF (what an adapter trained on an embedded model names as its
-    base) is that GGUF: same weights hash as when the adapter was trained, not a hash of the copy."""
+    """evalkit's dequantised copy of a GGUF (what adapters trained before bases were named by hub id name as
+    their base) is that GGUF: same weights hash as when the adapter was trained, not a hash of the copy; an
+    embedded model's GGUF is named by its alias, never by its path inside the installed package."""
     try:
         record = json.loads((directory / "evalkit_source.json").read_text(encoding="utf-8"))
-        return {"kind": "gguf", "source": str(record["gguf"]), "weights_sha256": str(record["gguf_sha256"])}
+        gguf, digest = str(record["gguf"]), str(record["gguf_sha256"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    alias = next((a for a, (_, name) in EMBEDDED_ORIGINS.items() if name == Path(gguf).name and a in EMBEDDED), None)
+    if alias is not None:
+        return {"kind": "gguf", "alias": alias, "package": EMBEDDED[alias].package, "weights_sha256": digest}
+    return {"kind": "gguf", "source": gguf, "weights_sha256": digest}
 
 
 def weights_hash(directory: Path) -> str:

@@ -48,9 +48,37 @@ def losses(log_history: list[dict]) -> tuple[float | None, float | None]:
     return (train[-1] if train else None), (evals[-1] if evals else None)
 
 
+def base_name(base_path: str, base_identity: dict) -> str:
+    """What a checkpoint names as its base: an embedded model by its hub id (portable: the cache directory it
+    loaded from exists on this machine only; evalkit maps the id back offline), anything else by its path."""
+    from evalkit.models.source import embedded_hub_id
+
+    if base_identity.get("kind") == "embedded":
+        return embedded_hub_id(base_identity.get("alias", "")) or base_path
+    return base_path
+
+
+def name_base_in_adapter(directory: Path, base_path: str, base_identity: dict) -> None:
+    """Point a saved adapter's config and PEFT's model card (the Trainer's checkpoint-N saves too) at ``base_name``."""
+    name = base_name(base_path, base_identity)
+    if name == base_path:
+        return
+    for config_name in ("adapter_config.json", "evalkit_adapter_config.json"):
+        file = directory / config_name
+        if file.is_file():
+            config = json.loads(file.read_text(encoding="utf-8"))
+            config["base_model_name_or_path"] = name
+            file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    card = directory / "README.md"
+    if card.is_file():
+        card.write_text(card.read_text(encoding="utf-8").replace(base_path, name), encoding="utf-8")
+
+
 def build_manifest(recipe, data_info: dict, base_path: str, base_identity: dict, state, trainable: tuple[int, int]) -> dict:
     recipe_dict = recipe.to_dict()
     final_loss, final_eval = losses(state.log_history)
+    # the base by what it is; a local directory also by its path (an embedded model's is a cache path)
+    where = {"hub_id": base_name(base_path, base_identity)} if base_identity.get("kind") == "embedded" else {"path": base_path}
     return {
         "format": "evalkit-train-manifest/1",
         "method": recipe.method,
@@ -58,7 +86,7 @@ def build_manifest(recipe, data_info: dict, base_path: str, base_identity: dict,
         "recipe": recipe_dict,
         "recipe_sha256": sha256_text(json.dumps(recipe_dict, sort_keys=True)),
         "data": data_info,
-        "base_model": {**base_identity, "spec": recipe.model, "path": base_path},
+        "base_model": {**base_identity, "spec": recipe.model, **where},
         "global_step": state.global_step,
         "epoch": state.epoch,
         "final_loss": final_loss,
@@ -76,7 +104,8 @@ def write_manifest(directory: Path, manifest: dict) -> None:
 
 
 def save_final(model, tokenizer, method, directory: Path, base_path: str, recipe) -> None:
-    """Save what ``evalkit run --model <directory>`` loads (tokenizer included)."""
+    """Save what ``evalkit run --model <directory>`` loads (tokenizer included). Saved naming the local
+    ``base_path`` (PEFT would otherwise look the base up on the hub); ``name_base_in_adapter`` renames it."""
     from evalkit.train.methods import adapter
 
     directory.mkdir(parents=True, exist_ok=True)

@@ -9,21 +9,15 @@ Option names follow LLaMA-Factory where it has one (lora_rank, lora_target, cuto
 from __future__ import annotations
 
 import dataclasses
-import types
+import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from evalkit.errors import EvalkitError
 from evalkit.resources import builtin_file
-from evalkit.yaml_files import read_yaml
-
-STAGES = ("sft", "pt", "dpo")
-FORMATS = ("auto", "alpaca", "sharegpt", "text", "pairwise")
-TRUNCATIONS = ("llamafactory", "keep_prompt")  # see evalkit.train.data.truncate_turns
+from evalkit.train.recipe_checks import FORMATS, STAGES, TRUNCATIONS, check_values, coerce  # noqa: F401 - re-exported
+from evalkit.yaml_files import read_yaml, read_yaml_text
 
 
 @dataclass
@@ -48,10 +42,10 @@ class Recipe:
     # optimisation (transformers TrainingArguments)
     learning_rate: float = 1.0e-4
     num_train_epochs: float = 1.0
-    max_steps: int = -1
+    max_steps: int = -1  # -1: train num_train_epochs; otherwise at least 1
     per_device_train_batch_size: int = 4
     gradient_accumulation_steps: int = 1
-    lr_scheduler_type: str = "cosine"
+    lr_scheduler_type: str = "cosine"  # a transformers SchedulerType: linear, cosine, constant_with_warmup ...
     warmup_steps: float = 0.0  # int steps, or a float < 1 as a ratio of the total
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -60,8 +54,8 @@ class Recipe:
     save_total_limit: int | None = 2
     eval_steps: int | None = None  # validate every N steps (default: save_steps); needs val_size
     eval_at_end: bool = False  # also validate after the last step when it is not a multiple of eval_steps
-    seed: int = 42
-    report_to: str = "tensorboard"  # tensorboard | none
+    seed: int = 42  # 0 .. 2**32-1
+    report_to: str = "tensorboard"  # none, or an installed transformers integration (tensorboard, wandb ...)
     gradient_checkpointing: bool = False
     neftune_alpha: float | None = None  # NEFTune embedding noise, any method
     resume_from_checkpoint: bool | str | None = None  # true: the last checkpoint in output_dir
@@ -102,30 +96,6 @@ class Recipe:
         return data
 
 
-def _coerce(name: str, value: Any, source: str) -> Any:
-    """Check a YAML value against the field's annotation (ints accepted for floats)."""
-    hint = typing.get_type_hints(Recipe)[name]
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
-    for option in options:
-        if option is type(None) and value is None:
-            return None
-        origin = typing.get_origin(option) or option
-        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if origin is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if origin is bool and isinstance(value, bool):
-            return value
-        if origin is str and isinstance(value, str):
-            return value
-        if origin is list and isinstance(value, list):
-            return value
-        if origin is dict and isinstance(value, dict):
-            return value
-    readable = " or ".join(getattr(o, "__name__", str(o)).replace("NoneType", "null") for o in options)
-    raise EvalkitError(f"{source}: {name}={value!r} should be {readable}")
-
-
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """``path``: a recipe file; failing that a built-in one (``trainers/lora.yaml``, ``lora``) from the package."""
     path = Path(path)
@@ -133,52 +103,36 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         path = builtin_file(path, "trainers") or path
     if not path.is_file():
         raise EvalkitError(f"recipe {path} does not exist; pass a YAML file such as trainers/lora.yaml")
-    data = read_yaml(path) or {}
+    data = read_yaml(path, "fix the recipe") or {}
     if not isinstance(data, dict):
         raise EvalkitError(f"{path}: a recipe is a mapping of option: value")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise EvalkitError(f"override {item!r} is not key=value (e.g. max_steps=10)")
-        data[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        key = key.strip()
+        shown = raw[:40].encode("unicode_escape").decode("ascii")  # one line, whatever was typed
+        where = f"override {key!r}" if not key.isidentifier() else f"override {key}={shown}{'...' if len(raw) > 40 else ''}"
+        data[key] = read_yaml_text(raw, where, "quote it or give a plain value, e.g. max_steps=10") if raw.strip() else None
     return recipe_from_dict(data, str(path))
 
 
+def option_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Recipe) if f.name != "extra"]
+
+
 def recipe_from_dict(data: dict, source: str = "recipe") -> Recipe:
-    known = {f.name for f in dataclasses.fields(Recipe)} - {"extra"}
-    unknown = sorted(set(data) - known)
+    known = option_names()
+    unknown = sorted(key if isinstance(key, str) and key.isidentifier() else repr(key) for key in data if key not in known)
     if unknown:
-        raise EvalkitError(f"{source}: unknown option(s) {', '.join(unknown)}; see docs/training.md or evalkit/train/recipe.py")
-    values = {k: _coerce(k, v, source) for k, v in data.items()}
-    recipe = Recipe(**values)
-    if recipe.stage not in STAGES:
-        raise EvalkitError(f"{source}: unknown stage {recipe.stage!r}; use one of {', '.join(STAGES)}")
-    if recipe.dataset_format not in FORMATS:
-        raise EvalkitError(f"{source}: unknown dataset_format {recipe.dataset_format!r}; use one of {', '.join(FORMATS)}")
-    if recipe.truncation not in TRUNCATIONS:
-        raise EvalkitError(f"{source}: unknown truncation {recipe.truncation!r}; use one of {', '.join(TRUNCATIONS)}")
-    if recipe.dataset_range is not None and (len(recipe.dataset_range) != 2 or not all(isinstance(i, int) for i in recipe.dataset_range)):
-        raise EvalkitError(f"{source}: dataset_range must be [start, end], e.g. [0, 900]")
-    if recipe.quantization_bit not in (None, 4, 8):
-        raise EvalkitError(f"{source}: quantization_bit must be 4 or 8")
-    if recipe.cutoff_len < 8:
-        raise EvalkitError(f"{source}: cutoff_len must be at least 8 tokens")
-    for name in AT_LEAST_ONE:
-        value = getattr(recipe, name)
-        if value is not None and value < 1:
-            raise EvalkitError(f"{source}: {name}={value} must be at least 1")
-    if recipe.learning_rate <= 0:
-        raise EvalkitError(f"{source}: learning_rate={recipe.learning_rate} must be positive")
-    if not 0 <= recipe.lora_dropout < 1:
-        raise EvalkitError(f"{source}: lora_dropout={recipe.lora_dropout} must be in [0, 1)")
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise EvalkitError(f"{source}: unknown option(s) {', '.join(unknown)}{hint}; known options: {', '.join(known)}")
+    hints = typing.get_type_hints(Recipe)
+    recipe = Recipe(**{k: coerce(hints, k, v, source) for k, v in data.items()})
+    check_values(recipe, source)
     check_output_dir(recipe.output_dir, source)
     return recipe
-
-
-# sizes and counts that PEFT/transformers would only reject after the model load (or never)
-AT_LEAST_ONE = ("lora_rank", "lora_alpha", "adapter_size", "galore_rank", "galore_update_interval", "num_virtual_tokens",
-                "per_device_train_batch_size", "gradient_accumulation_steps", "freeze_trainable_layers",
-                "logging_steps", "save_steps", "eval_steps", "max_samples")
 
 
 def check_output_dir(output_dir: str, source: str) -> None:

@@ -7,10 +7,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from transformers import TrainerCallback
-
 from evalkit.errors import EvalkitError
 from evalkit.train import checkpoint
+from evalkit.train.callbacks import EvaluationSchedule, ManifestCallback, RunSummary
 from evalkit.train.data import load_training_data
 from evalkit.train.methods import get_method
 from evalkit.train.recipe import Recipe
@@ -185,20 +184,23 @@ def train(recipe: Recipe, callbacks=()) -> Path:
         raise EvalkitError(f"method {method.name}: nothing to train (0 trainable parameters); check the recipe")
 
     trainer = _trainer(recipe, method, model, tokenizer, data, base_path)
-    trainer.add_callback(_ManifestCallback(recipe, data.info, base_path, base_identity, trainable))
-    trainer.add_callback(_EvaluationSchedule(recipe.eval_at_end))
+    trainer.add_callback(ManifestCallback(recipe, data.info, base_path, base_identity, trainable))
+    trainer.add_callback(EvaluationSchedule(recipe.eval_at_end))
+    trainer.callback_handler.callbacks.insert(0, RunSummary(recipe, data.info, trainable))  # before the progress bar
     for callback in callbacks:
         trainer.add_callback(callback)
-    trainer.train(resume_from_checkpoint=resume_path)
+    result = trainer.train(resume_from_checkpoint=resume_path)
     if not trainer.is_world_process_zero():  # under accelerate launch rank 0 writes the final checkpoint
         trainer.accelerator.wait_for_everyone()
         return output
 
     checkpoint.save_final(trainer.model, tokenizer, method, output, base_path, recipe)
+    checkpoint.name_base_in_adapter(output, base_path, base_identity)
     if method.name == "pissa":
         shutil.rmtree(output / "pissa_init", ignore_errors=True)
     manifest = checkpoint.build_manifest(recipe, data.info, base_path, base_identity, trainer.state, trainable)
     manifest["resumed_from"] = resume_path
+    manifest["train_loss"] = result.training_loss  # the mean over this run's steps (final_loss: the last logged)
     checkpoint.write_manifest(output, manifest)
     trainer.accelerator.wait_for_everyone()  # the other ranks read it after this
     return output
@@ -254,34 +256,3 @@ def _trainer(recipe: Recipe, method, model, tokenizer, data, base_path: str):
         collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     return Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, data_collator=collator,
                    processing_class=tokenizer, optimizers=optimizers)
-
-
-class _EvaluationSchedule(TrainerCallback):
-    """Validate only at multiples of eval_steps. transformers (>= 4.5x) also validates after the last step
-    whenever a step-based schedule is set: a 10-step run with eval_steps 30 paid a full validation pass
-    nobody asked for. That end-of-run pass happens here only with ``eval_at_end: true``."""
-
-    def __init__(self, eval_at_end: bool):
-        self.eval_at_end = eval_at_end
-
-    def on_step_end(self, args, state, control, **kwargs):
-        # Runs after transformers' DefaultFlowCallback (callbacks run in the order they were added).
-        last = state.global_step >= state.max_steps
-        if last and not self.eval_at_end and state.eval_steps and state.global_step % state.eval_steps != 0:
-            control.should_evaluate = False
-        return control
-
-
-class _ManifestCallback(TrainerCallback):
-    """Write train_manifest.json into every checkpoint-N directory as it is saved."""
-
-    def __init__(self, recipe, data_info, base_path, base_identity, trainable):
-        self.args = (recipe, data_info, base_path, base_identity, trainable)
-
-    def on_save(self, args, state, control, **kwargs):
-        recipe, data_info, base_path, base_identity, trainable = self.args
-        directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if directory.is_dir() and state.is_world_process_zero:  # the Trainer saved it from rank 0
-            checkpoint.write_manifest(directory, checkpoint.build_manifest(recipe, data_info, base_path, base_identity,
-                                                                           state, trainable))
-        return control
