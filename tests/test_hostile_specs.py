@@ -105,6 +105,12 @@ CASES = {
     "ppl_select_int": PPL + "documents: [{file: a.txt, select: 5}]\n",
     "ppl_window_word": PPL + "window: wide\ndocuments: [{file: a.txt}]\n",
     "ppl_missing_file": PPL + "documents: [{file: nope.txt}]\n",
+    "mc_unknown_top_key": MC_OK + "subjects: {x: {name: X}}\ncolour: red\n",
+    "mc_data_unknown_key": MC_OK.replace("data: {dir: .}", "data: {dir: ., file: x.csv}") + "subjects: {x: {name: X}}\n",
+    "mc_subject_unknown_key": MC_OK + "subjects: {x: {name: X, category: [a]}}\n",
+    "gen_misspelt_key": GEN + "data: {input: in, reference: out, path: d.json}\nmax_new_token: 8\n",
+    "gen_data_unknown_key": GEN + "data: {input: in, reference: out, path: d.json, split: test}\n",
+    "ppl_document_unknown_key": PPL + "documents: [{file: a.txt, colour: red}]\n",
 }
 
 

@@ -12,6 +12,51 @@ from evalkit.tasks.perplexity_spec import PerplexitySpec
 from evalkit.tasks.spec import MultipleChoiceSpec, TaskSpec
 from evalkit.yaml_files import read_yaml
 
+COMMON_KEYS = {"task", "type", "language", "citation", "description"}
+# The keys each kind reads, top level and nested: a misspelt key (``max_new_token``) is refused, never ignored.
+KNOWN_KEYS: dict[str, dict[str, set[str]]] = {
+    "multiple_choice": {
+        "": COMMON_KEYS | {"data", "splits", "eval_split", "fewshot_split", "categories", "subjects", "prompt_styles"},
+        "data": {"dir", "files", "header", "index_column", "columns", "hub", "unlabeled_splits"},
+        "data.hub": {"path", "name", "splits"},
+        "subjects.*": {"name", "categories"},
+    },
+    "generation": {
+        "": COMMON_KEYS | {"data", "instruction", "max_new_tokens", "stop", "sacrebleu_tokenize"},
+        "data": {"path", "format", "input", "reference", "slice", "separator", "hub"},
+    },
+    "perplexity": {
+        "": COMMON_KEYS | {"documents", "window", "stride"},
+        "documents.*": {"file", "format", "field", "select", "max_chars"},
+    },
+}
+
+
+def check_keys(raw: dict, kind: str, path: Path) -> None:
+    for where, known in KNOWN_KEYS[kind].items():
+        for label, block in _blocks(raw, where):
+            unknown = sorted(str(key) for key in block if key not in known) if isinstance(block, dict) else []
+            if unknown:
+                place = f"{label}: " if label else ""
+                raise EvalkitError(f"{path}: {place}unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))} "
+                                   "(see docs/new_task_guide.md)")
+
+
+def _blocks(raw: dict, where: str):
+    """(label, mapping) pairs at a dotted place: ``data.hub``, or ``subjects.*`` for every entry."""
+    found = [("", raw)]
+    for part in where.split(".") if where else []:
+        nested = []
+        for label, block in found:
+            if not isinstance(block, (dict, list)):
+                continue
+            items = (block.items() if isinstance(block, dict) else enumerate(block)) if part == "*" else \
+                [(part, block.get(part))] if isinstance(block, dict) else []
+            nested += [(f"{label}.{key}" if label else str(key), value) for key, value in items]
+        found = nested
+    return found
+
+
 TASK_TYPES: dict[str, Callable[[dict, Path], TaskSpec]] = {
     "multiple_choice": MultipleChoiceSpec.from_dict,
     "generation": GenerationSpec.from_dict,
@@ -28,6 +73,7 @@ def load_spec(path: Path) -> TaskSpec:
         raise EvalkitError(f"{path}: unknown task type {kind!r}; use one of {', '.join(TASK_TYPES)}")
     if not isinstance(raw.get("task"), str) or not raw["task"]:
         raise EvalkitError(f"{path}: 'task' must be a non-empty string (the task's name); fix 'task'")
+    check_keys(raw, kind, path)
     try:
         return TASK_TYPES[kind](raw, path)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
