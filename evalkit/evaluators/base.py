@@ -22,6 +22,7 @@ class RunConfig:
     no_chat_template: bool = False  # generation: plain prompts even when the model has a chat template
     use_cache: bool = True  # read and write the request cache (resume after a kill; --no-cache turns it off)
     threads: int | None = None  # torch CPU threads used (--threads; recorded, results do not depend on it)
+    threads_seen: dict | None = None  # --threads auto: the cores and how idle they were when it chose
     split: str | None = None  # multiple choice: score this split instead of the spec's eval_split
     reference_format: str = "plain"  # generation: plain | llamafactory (see evalkit.metrics.text)
 
