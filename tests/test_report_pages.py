@@ -129,16 +129,6 @@ def _column(page, table: str, index: int) -> list[str]:
     return page.eval_on_selector_all(f"#{table} tbody tr", f"rows => rows.map(r => r.cells[{index}].textContent.trim())")
 
 
-def _labels(page) -> list[str]:
-    """Model labels of the leaderboard rows, in page order (the cell's sort key is the label; cell 0 is the rank)."""
-    return page.eval_on_selector_all("#leaderboard tbody tr", "rows => rows.map(r => r.cells[1].dataset.sort)")
-
-
-def _sort_keys(page, index: int) -> list[str]:
-    """The leaderboard's cells carry their n and settings under the value: read the value (sort key)."""
-    return page.eval_on_selector_all("#leaderboard tbody tr", f"rows => rows.map(r => r.cells[{index}].dataset.sort)")
-
-
 def _wilson(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval in %, by its formula (the report gets it from scipy)."""
     p = correct / n
@@ -183,70 +173,29 @@ def test_report_opens_in_chromium_with_rows_tests_and_sorting(evaluated, browser
     assert overall["detail"]["candidate_only"] == sum(samples["candidate"][k] and not samples["base"][k] for k in samples["base"])
 
     # accuracies carry Wilson intervals (worked by hand here), not normal-approximation ones
-    shown = page.eval_on_selector_all("#summary tbody tr:first-child .ci", "cs => cs.map(c => c.textContent)")
+    shown = page.eval_on_selector_all("#summary tbody tr:first-child .ci:not(.delta-ci)", "cs => cs.map(c => c.textContent)")
     expected = [_wilson(round(value / 100 * n), n) for value, n in ((overall["base"], data["tasks"][0]["overall"]["n"]),
                                                                     (overall["candidate"], data["tasks"][0]["overall"]["n"]))]
     assert shown == [f"{lo:.1f}..{hi:.1f}" for lo, hi in expected]
-    # deltas are coloured by direction: memory and load time up are red, tokens/s or accuracy up green
-    for label, css in page.eval_on_selector_all("#profile tbody tr", "rs => rs.filter(r => r.querySelector('span'))"
-                                                ".map(r => [r.cells[0].textContent, r.querySelector('span').className])"):
+    # the delta carries its paired (Newcombe) interval, which holds the delta
+    low, high = overall["delta_ci"]
+    assert low <= overall["delta"] <= high
+    assert page.text_content("#summary tbody tr:first-child .delta-ci") == f"{low:+.1f}..{high:+.1f}"
+    # profiler deltas are coloured by direction: memory and load time up are red, tokens/s up green
+    for label, css in page.eval_on_selector_all("#profile tbody tr", "rs => rs.filter(r => r.cells[3] && r.cells[3].querySelector('span'))"
+                                                ".map(r => [r.cells[0].textContent, r.cells[3].querySelector('span').className])"):
         row = next(r for r in data["profile"] if r["label"] == label)
         if row["delta"]:
             assert css == ("good" if (row["delta"] > 0) == row["higher_is_better"] else "bad"), (label, row["delta"], css)
+    # an accuracy delta is coloured only when McNemar's test finds it significant; grey otherwise
     accuracy_css = page.eval_on_selector("#summary tbody tr:first-child td:nth-child(5) span", "s => s.className")
-    assert accuracy_css == ("good" if overall["delta"] > 0 else "bad" if overall["delta"] < 0 else "same")
+    direction = "good" if overall["delta"] > 0 else "bad" if overall["delta"] < 0 else "same"
+    assert accuracy_css == (direction if overall["p_value"] < 0.05 else "same")
 
     page.click("#subjects-cmmlu thead th:nth-child(6)")  # delta column, ascending
-    deltas = _numbers(_column(page, "subjects-cmmlu", 5))
+    deltas = _numbers(page.eval_on_selector_all("#subjects-cmmlu tbody tr", "rs => rs.map(r => r.cells[5].dataset.sort)"))
     assert deltas == sorted(deltas)
     assert _screenshot(page, tmp_path, "report", evaluated["kind"]).stat().st_size > 10_000 and not dialogs
-
-
-def test_leaderboard_sorts_filters_and_links_history(evaluated, browser, tmp_path, capsys):
-    site = tmp_path / "site"
-    code, out, err = run_cli(capsys, "leaderboard", "--store", evaluated["store"], "--output", str(site))
-    assert code == 0, err
-    page, dialogs = _open(browser, site / "index.html")
-    page.check("#show-partial")  # every run here used --limit 4: partial, shown with the toggle
-    headers = page.eval_on_selector_all("#leaderboard thead th", "hs => hs.map(h => h.textContent.trim())")
-    assert headers[:5] == ["#", "model", "MC accuracy average", "ROUGE-L average", "BLEU-4 average"]
-    assert "CMMLU" in headers and "alpaca_zh ROUGE-L" in headers and "peak memory (RSS, MB)" in headers
-    assert "MMLU" not in headers  # no model has MMLU results: the column is hidden
-    labels = _labels(page)
-    label_a, label_b = evaluated["labels"]
-    assert sorted(labels) == sorted([label_a, label_b, INJECTED])
-
-    page.click("#leaderboard thead th:nth-child(2)")
-    ascending = _labels(page)
-    assert ascending == sorted(labels, key=str.lower)
-    page.click("#leaderboard thead th:nth-child(2)")
-    assert _labels(page) == ascending[::-1]
-    assert page.get_attribute("#leaderboard thead th:nth-child(2)", "aria-sort") == "descending"
-
-    cmmlu = headers.index("CMMLU")
-    page.click(f"#leaderboard thead th:nth-child({cmmlu + 1})")
-    values = _numbers(_sort_keys(page, cmmlu))
-    assert len(values) == 3 and values == sorted(values)
-    assert all("n=8 · 0-shot · limit 4" in c for c in _column(page, "leaderboard", cmmlu))  # 2 subjects x 4
-    page.click(f"#leaderboard thead th:nth-child({cmmlu + 1})")
-    assert _numbers(_sort_keys(page, cmmlu)) == sorted(values, reverse=True)
-
-    page.fill("input[data-filter=leaderboard]", label_b)
-    visible = page.eval_on_selector_all("#leaderboard tbody tr", "rs => rs.filter(r => !r.hidden).map(r => r.cells[1].dataset.sort)")
-    assert visible == [label_b]
-    page.fill("input[data-filter=leaderboard]", "")
-    assert _screenshot(page, tmp_path, "leaderboard", evaluated["kind"]).stat().st_size > 10_000
-
-    page.get_by_role("link", name=label_a, exact=True).click()  # each model's page: its history across runs
-    page.wait_for_selector("#history tbody tr")
-    page.wait_for_load_state("load")
-    assert page.url.endswith(".html") and "/models/" in page.url
-    assert page.locator("#history tbody tr").count() == 1 and page.locator(".js-plotly-plot").count() == 1
-    assert not dialogs
-
-    # a second build rewrites the site it made; the first screenshot is not part of it
-    code, _, err = run_cli(capsys, "leaderboard", "--store", evaluated["store"], "--output", str(site))
-    assert code == 0, err
 
 
 def test_injected_script_renders_as_text_in_both_pages(evaluated, browser, tmp_path, capsys):
@@ -272,7 +221,7 @@ def test_injected_script_renders_as_text_in_both_pages(evaluated, browser, tmp_p
         assert not any("alert(1)" in s and "\\u003c" not in s for s in scripts)
     # the report shows the injected prediction as text in the paired predictions table
     page, _ = _open(browser, report)
-    predictions = page.eval_on_selector_all("#examples-alpaca_zh td:nth-child(4) .prediction", "ds => ds.map(d => d.textContent)")
+    predictions = page.eval_on_selector_all("#examples-alpaca_zh td:nth-child(5) .prediction", "ds => ds.map(d => d.textContent)")
     assert INJECTED in predictions
 
 
@@ -323,46 +272,75 @@ def checkpoint_site(tmp_path_factory, tiny_model_dir):
     return root / "site" / "index.html"
 
 
-def _visible_rows(page) -> list[dict]:
-    return page.eval_on_selector_all("#leaderboard tbody tr", """rows => rows.filter(r => getComputedStyle(r).display !== 'none')
-        .map(r => ({label: r.cells[1].dataset.sort, text: r.cells[1].textContent, rank: r.cells[0].textContent.trim(),
-                    cells: Array.from(r.cells).map(c => c.textContent.trim()),
+def _board(page, table: str) -> tuple[list[str], list[dict]]:
+    """(headers, visible rows) of one leaderboard table; cells as rendered text (line breaks kept)."""
+    headers = page.eval_on_selector_all(f"#{table} thead th", "hs => hs.map(h => h.textContent.trim())")
+    rows = page.eval_on_selector_all(f"#{table} tbody tr", """rows => rows.filter(r => !r.hidden)
+        .map(r => ({label: r.querySelector('.model-cell').dataset.sort, text: r.innerText,
+                    cells: Array.from(r.cells).map(c => c.innerText.replace(/\\u00a0/g, ' ').trim()),
                     sorts: Array.from(r.cells).map(c => c.dataset.sort)}))""")
+    return headers, rows
 
 
-def test_leaderboard_marks_partial_runs_averages_like_metrics_one_row_per_checkpoint(checkpoint_site, browser, tmp_path,
-                                                                                      tiny_model_dir):
+def test_leaderboard_partial_section_sorts_filters_and_links_history(evaluated, browser, tmp_path, capsys):
+    site = tmp_path / "site"
+    code, out, err = run_cli(capsys, "leaderboard", "--store", evaluated["store"], "--output", str(site))
+    assert code == 0, err
+    assert out.startswith("3 model(s): ") and "ranked on full runs: none yet" in out
+    page, dialogs = _open(browser, site / "index.html")
+    assert page.locator("#show-partial").count() == 0 and page.locator("#no-full-runs").is_visible()
+    # every run here used --limit 4 on two CMMLU subjects: one setting, one table, shown without a toggle
+    assert page.text_content("#partial-1-title").strip() == "limit 4 · 0-shot · cmmlu 2/67 subjects"
+    headers, rows = _board(page, "partial-1")
+    assert headers[:2] == ["model", "CMMLU"]  # one MC column, one ROUGE-L column: no average repeating them
+    assert "alpaca_zh ROUGE-L" in headers and "RSS MB" in headers and "MMLU" not in headers
+    label_a, label_b = evaluated["labels"]
+    assert sorted(r["label"] for r in rows) == sorted([label_a, label_b, INJECTED])
+    cmmlu = headers.index("CMMLU")
+    for row in rows:  # n under each score, with its Wilson interval
+        assert "n=8" in row["cells"][cmmlu] and ".." in row["cells"][cmmlu]
+
+    page.click("#partial-1 thead th:nth-child(1)")
+    ascending = [r["label"] for r in _board(page, "partial-1")[1]]
+    assert ascending == sorted(ascending, key=str.lower)
+    page.click(f"#partial-1 thead th:nth-child({cmmlu + 1})")
+    values = _numbers([r["sorts"][cmmlu] for r in _board(page, "partial-1")[1]])
+    assert len(values) == 3 and values == sorted(values)
+
+    page.fill("input[data-filter]", label_b)
+    assert [r["label"] for r in _board(page, "partial-1")[1]] == [label_b]
+    page.fill("input[data-filter]", "")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert _screenshot(page, tmp_path, "leaderboard-sections", evaluated["kind"]).stat().st_size > 10_000
+
+    page.get_by_role("link", name=label_a, exact=True).click()  # each model's page: its history across runs
+    page.wait_for_selector("#history tbody tr")
+    assert "/models/" in page.url and page.locator("#history tbody tr").count() == 1
+    assert not dialogs
+
+
+def test_leaderboard_ranks_full_runs_and_gives_the_partial_run_its_section(checkpoint_site, browser, tmp_path,
+                                                                            tiny_model_dir):
     page, dialogs = _open(browser, checkpoint_site)
-    headers = page.eval_on_selector_all("#leaderboard thead th", "hs => hs.map(h => h.textContent.trim())")
-    titles = page.eval_on_selector_all("#leaderboard thead th", "hs => hs.map(h => h.title)")
-    assert headers[:5] == ["#", "model", "MC accuracy average", "ROUGE-L average", "BLEU-4 average"]
-    assert "Average" not in headers  # no average over accuracy and ROUGE together
-    mc, rouge_avg, cmmlu, rouge = (headers.index(h) for h in ("MC accuracy average", "ROUGE-L average", "CMMLU", "alpaca_zh ROUGE-L"))
-    assert titles[mc].startswith("mean of CMMLU;") and "alpaca" not in titles[mc]  # MMLU, C-Eval: said absent
-    assert "MMLU" in titles[mc] and "no model has a result" in titles[mc]
-
-    # by default: the two fully evaluated models, ranked; the checkpoint's training run and evaluations are one row
-    rows = _visible_rows(page)
-    assert [r["rank"] for r in rows] == ["1", "2"] and {r["label"] for r in rows} == {"lora", tiny_model_dir.name}
+    headers, rows = _board(page, "leaderboard")
+    # CMMLU is the only MC column and alpaca_zh ROUGE-L the only ROUGE-L one: no average repeats either
+    assert headers[:3] == ["#", "model", "CMMLU"] and not [h for h in headers if h.endswith("average")]
+    cmmlu, rouge = headers.index("CMMLU"), headers.index("alpaca_zh ROUGE-L")
+    assert [r["cells"][0] for r in rows] == ["1", "2"] and {r["label"] for r in rows} == {"lora", tiny_model_dir.name}
+    assert _numbers([r["sorts"][cmmlu] for r in rows]) == sorted(_numbers([r["sorts"][cmmlu] for r in rows]), reverse=True)
     [lora] = [r for r in rows if r["label"] == "lora"]
-    [base] = [r for r in rows if r["label"] != "lora"]
-    assert "trained here: lora, 2 steps, final loss" in lora["text"] and "partial" not in lora["text"]
+    assert "trained here: lora, 2 steps, final loss" in lora["text"]
     assert lora["cells"][headers.index("runs")] == "3"  # training + two evaluations of the same weights
     assert "n=148 · 0-shot" in lora["cells"][cmmlu] and "limit" not in lora["cells"][cmmlu]
     assert "n=6" in lora["cells"][rouge]
-    # the MC average is the accuracy alone, not a mean with ROUGE; a missing column is named, not "-"
-    assert lora["sorts"][cmmlu] and float(lora["sorts"][mc]) == float(lora["sorts"][cmmlu])
-    assert base["cells"][rouge_avg] == "needs alpaca_zh ROUGE-L"
-    assert _screenshot(page, tmp_path, "leaderboard-ranked", "tiny").stat().st_size > 10_000
 
-    # the toggle shows the --limit 2 run: its own row, marked partial, unranked, n=2 visible
-    page.check("#show-partial")
-    rows = _visible_rows(page)
-    assert len(rows) == 3
-    [partial] = [r for r in rows if "partial" in r["text"]]
-    assert partial["label"] == "lora" and "partial: limit 2" in partial["text"] and partial["rank"] == ""
-    assert "n=2 · 0-shot · limit 2" in partial["cells"][cmmlu]
-    assert partial["cells"][rouge] == "-"
-    assert _screenshot(page, tmp_path, "leaderboard-partial", "tiny").stat().st_size > 10_000
-    page.uncheck("#show-partial")
-    assert len(_visible_rows(page)) == 2 and not dialogs
+    # the --limit 2 run: a section of its own, shown by default, unranked, n=2 visible
+    assert page.text_content("#partial-1-title").strip() == "limit 2 · 0-shot"
+    headers, rows = _board(page, "partial-1")
+    assert "#" not in headers and "alpaca_zh ROUGE-L" not in headers  # the run had CMMLU only
+    [partial] = rows
+    assert partial["label"] == "lora" and "n=2" in partial["cells"][headers.index("CMMLU")]
+    assert partial["cells"][headers.index("runs")] == "1"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert _screenshot(page, tmp_path, "leaderboard-ranked-and-partial", "tiny").stat().st_size > 10_000
+    assert not dialogs

@@ -27,9 +27,13 @@ def run(args) -> int:
                            "choose a directory path")
     path, rows = build_leaderboard(args.definition, args.output, args.store, args.force)
     ranked = [r["label"] for r in rows if not r["partial"]]
-    partial = [f"{r['label']} ({r['partial_text']})" for r in rows if r["partial"]]
-    print(f"{len(ranked)} model(s): {', '.join(ranked) or '-'}")
+    partial = [f"{r['label']} ({r['partial_text']}) {r['setting'][1] if r['setting'][1] is not None else '?'}-shot, {r['runs']} run(s)"
+               for r in rows if r["partial"]]
+    models = list(dict.fromkeys(r["label"] for r in rows))
+    print(f"{len(models)} model(s): {', '.join(models)}")
+    print(f"ranked on full runs: {', '.join(ranked) or 'none yet (every run used --limit or a subject subset)'}")
     if partial:
-        print(f"{len(partial)} partial run(s), not ranked (shown with the page's toggle): {', '.join(partial)}")
+        shown = ", ".join(partial[:8]) + (f", and {len(partial) - 8} more" if len(partial) > 8 else "")
+        print(f"{len(partial)} partial run(s), not ranked (a section of their own, one table per setting): {shown}")
     print(f"leaderboard: {path.resolve()}")
     return 0

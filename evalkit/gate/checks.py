@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from evalkit.errors import EvalkitError
 from evalkit.gate.holm import holm
+from evalkit.gate.power import POWER, detectable_drop, partial_text
 from evalkit.gate.sides import GateSide
 from evalkit.gate.thresholds import Thresholds
 from evalkit.report import compare
 from evalkit.report.figures import PROFILE_FIGURES, PROFILE_LABELS
+from evalkit.report.profiler import unlike
 from evalkit.report.samples import read_samples, sample_key, verify_summary
 
 REGRESSION, WORSE_SMALL, BETTER, SAME, UNTESTED = ("regression", "worse (below the minimum effect)", "better",
@@ -110,8 +112,11 @@ def _floor_row(task: str, result, floor: float, alpha: float) -> dict:
 
 
 def _profile_rows(base: GateSide, candidate: GateSide, thresholds: Thresholds) -> list[dict]:
+    """Each side's figures from its newest evaluation run; memory and speed judged only like with like
+    (same backend, same device): an API client's 448 MB is no saving on an in-process 1,820 MB."""
     better_high = {key: high for key, _, high in PROFILE_FIGURES}
     fa, fb = base.figures(), candidate.figures()
+    why = unlike(base.source_run, candidate.source_run)
     rows = []
     for key, rule in thresholds.profile.items():
         if key not in better_high:
@@ -122,11 +127,27 @@ def _profile_rows(base: GateSide, candidate: GateSide, thresholds: Thresholds) -
         change = (y - x) / abs(x)
         worse_by = -change if better_high[key] else change
         status = "pass" if worse_by <= rule.tolerance else ("fail" if rule.fail else "warn")
+        if why and not key.startswith("perplexity"):
+            status = "not compared"
         rows.append({"check": "profile", "task": PROFILE_LABELS[key], "level": "profile", "group": key, "metric": key,
-                     "base": x, "candidate": y, "delta": y - x, "n": None, "test": f"{change:+.1%}",
-                     "p_value": None, "threshold": f"worse by <= {rule.tolerance:.0%} ({'fail' if rule.fail else 'warn'})",
+                     "base": x, "candidate": y, "delta": y - x, "n": None, "change": change,
+                     "test": f"relative change {change:+.1%}", "p_value": None,
+                     "threshold": (f"not compared: {why}" if status == "not compared" else
+                                   f"worse by <= {rule.tolerance:.0%} ({'fail' if rule.fail else 'warn'})"),
                      "status": status})
     return rows
+
+
+def _detectable(rows: list[dict], base: GateSide, candidate: GateSide, alpha: float) -> dict[str, dict]:
+    """Per task, the drop its overall check would detect (power 0.8) at the first Holm step's level alpha / m."""
+    overall = [r for r in rows if r["check"] == "paired" and r["level"] == "overall" and r["p_value"] is not None]
+    level = alpha / max(1, len(overall))
+    out = {}
+    for row in overall:
+        drop = detectable_drop(row, base.results[row["task"]], candidate.results[row["task"]], level)
+        row["detectable_drop"] = drop
+        out[row["task"]] = {"n": row["n"], "drop": drop, "alpha": level, "power": POWER, "test": row["test"]}
+    return out
 
 
 def gate(base: GateSide, candidate: GateSide, thresholds: Thresholds | None = None,
@@ -150,9 +171,17 @@ def gate(base: GateSide, candidate: GateSide, thresholds: Thresholds | None = No
     for task, floor in thresholds.floors.items():
         if task in wanted:
             rows.append(_floor_row(task, candidate.results[task], floor, thresholds.alpha))
+    detectable = _detectable(rows, base, candidate, thresholds.alpha)
     rows += _profile_rows(base, candidate, thresholds)
+    partial = {}
+    for task in wanted:
+        texts = {side: partial_text(s.run_of(task), s.results[task]) for side, s in (("baseline", base), ("candidate", candidate))}
+        text = texts["candidate"] or texts["baseline"]
+        if text:
+            partial[task] = f"{base.results[task].n} items: {text}"
     failing = [r for r in rows if r["status"] in (REGRESSION, "fail")]
     return {"verdict": "regression" if failing else "pass", "exit_code": 1 if failing else 0,
+            "partial": partial, "detectable": detectable,
             "baseline": {"ref": base.ref, "label": base.label, "runs": base.run_ids},
             "candidate": {"ref": candidate.ref, "label": candidate.label, "runs": candidate.run_ids},
             "thresholds": thresholds.model_dump(), "tasks": wanted, "rows": rows, "failing": failing,

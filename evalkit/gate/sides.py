@@ -32,9 +32,20 @@ class GateSide:
     def run_ids(self) -> list[int]:
         return [r.id for r in self.runs if r.id is not None and r.id > 0]
 
+    @property
+    def source_run(self) -> Run | None:
+        """The run whose profile this side shows: the last evaluation run given (later parts win)."""
+        return next((r for r in reversed(self.runs) if r.kind == "evaluation"), None)
+
+    def run_of(self, task: str) -> Run | None:
+        result = self.results.get(task)
+        return next((r for r in reversed(self.runs) if any(t is result for t in r.tasks)), None)
+
     def figures(self) -> dict:
+        """Profiler figures of one run (never prefill from one run and decode from another)."""
         perplexity = next((r for r in self.results.values() if r.task_type == "perplexity"), None)
-        return model_figures(self.runs, None, perplexity)
+        source = self.source_run
+        return model_figures([source] if source is not None else [], None, perplexity)
 
 
 def _store_runs(part: str, store: str | None) -> list[Run]:

@@ -57,7 +57,7 @@ def _evaluate(suite: Suite, model: str, night_dir: Path, manifest: Manifest, sto
         started = time.perf_counter()
         config = RunConfig(num_fewshot=entry.num_fewshot, limit=entry.limit, batch_size=entry.batch_size,
                            max_new_tokens=entry.max_new_tokens, truncation=entry.truncation, progress=False)
-        results = run_evaluation(model, entry.task, config, str(night_dir / "results"), store=store,
+        results = run_evaluation(model, entry.task, config, str(night_dir / "results"), store=store, backend=suite.backend,
                                  argv=["evalkit", "nightly", str(suite.path), "--task", entry.task, "--model", model])
         run_id = (results.get("store") or {}).get("run_id")
         if run_id is None:
@@ -119,7 +119,8 @@ def _reports(verdict: dict, base, candidate, directory: Path, store: str) -> lis
         if a is None or b is None or a < 0:  # a pinned file is not in the store: the gate's table says it all
             continue
         try:
-            path, _ = build_report(str(a), str(b), directory / f"{slug(task)}.html", store, [task], force=True)
+            path, _ = build_report(str(a), str(b), directory / f"{slug(task)}.html", store, [task], force=True,
+                                   shared_plotly=directory.parent / "plotly.min.js")  # one copy for the night's pages
             written.append(str(path))
         except EvalkitError as exc:
             print(f"nightly: warning: no report for {task}: {exc}", file=sys.stderr)

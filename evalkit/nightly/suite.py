@@ -41,6 +41,7 @@ class LeaderboardOut(Strict):
 class Suite(Strict):
     name: str
     models: list[str] = Field(min_length=1)  # aliases, model dirs, or globs of checkpoint dirs
+    backend: str = "hf"  # as `evalkit run --backend` takes it (fake: CI of the job itself, no model)
     tasks: list[TaskEntry] = Field(min_length=1)
     gate: Thresholds = Thresholds()
     baseline: Literal["last_accepted"] | Pinned = "last_accepted"
@@ -79,5 +80,9 @@ def load_suite(path: str | Path) -> Suite:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise EvalkitError(f"{path}: {where}: {first['msg']}; see suites/smoke.yaml for the fields") from None
+    from evalkit.backends import BACKENDS
+
+    if suite.backend not in BACKENDS:
+        raise EvalkitError(f"{path}: backend: unknown backend {suite.backend!r}; use one of {', '.join(BACKENDS)}")
     suite.path = path
     return suite

@@ -53,7 +53,7 @@ def metric_bars(section: dict, base_label: str, candidate_label: str) -> Markup 
                 customdata=[ci or [None, None] for ci in chart["delta_ci"]],
                 hovertemplate="%{y:.2f} (difference 95% CI %{customdata[0]:.2f} .. %{customdata[1]:.2f})")
     fig.update_layout(barmode="group", title=f"{section['task']}: BLEU-4 / ROUGE (0-100)",
-                      yaxis={"title": "score", "rangemode": "tozero"})
+                      yaxis={"title": "BLEU-4 / ROUGE (0-100)", "rangemode": "tozero"})
     return _fragment(fig)
 
 

@@ -3,33 +3,30 @@
 from __future__ import annotations
 
 from evalkit.errors import EvalkitError
-from evalkit.report.figures import PROFILE_FIGURES, model_figures
-from evalkit.report.samples import pair_rows, read_samples, verify_summary
+from evalkit.report.pick import choose, run_backend, run_device
+from evalkit.report.profiler import profile_rows
+from evalkit.report.samples import instructions, pair_rows, read_samples, verify_summary
 from evalkit.report.significance import (
     mcnemar_exact,
+    newcombe_paired_interval,
     paired_bootstrap,
+    significant,
     verdict,
     wilson_interval,
 )
 from evalkit.store.identity import describe, model_label
-from evalkit.store.query import Side, resolve_model
+from evalkit.store.query import Side
 
 GENERATION_METRICS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")
 EXAMPLES_SHOWN = 8  # paired predictions printed per generation task
 
 
-def compare(base_ref: str, candidate_ref: str, store: str | None = None, tasks: list[str] | None = None) -> dict:
-    base = resolve_model(base_ref, store, tasks)
-    candidate = resolve_model(candidate_ref, store, tasks)
+def compare(base_ref: str, candidate_ref: str, store: str | None = None, tasks: list[str] | None = None,
+            allow_mismatch: bool = False) -> dict:
+    """Per task, the base's newest result against the candidate's newest comparable one (``pick.choose``)."""
+    choice = choose(base_ref, candidate_ref, store, tasks, allow_mismatch)
+    base, candidate = choice.base, choice.candidate
     shared = [t for t in base.results if t in candidate.results]
-    if tasks:
-        missing = [t for t in tasks if t not in shared]
-        if missing:
-            raise EvalkitError(f"task(s) {', '.join(missing)} not stored for both {base_ref!r} and {candidate_ref!r}; "
-                               "run them with `evalkit run` first")
-    if not shared:
-        raise EvalkitError(f"{base_ref!r} and {candidate_ref!r} have no task in common in the store; "
-                           "evaluate both on the same tasks first")
     sections = []
     for task in shared:
         a, b = base.results[task], candidate.results[task]
@@ -39,12 +36,14 @@ def compare(base_ref: str, candidate_ref: str, store: str | None = None, tasks: 
             sections.append(_generation(task, a, b))
         else:
             sections.append(_overall_only(task, a, b))
-    return {
+    data = {
         "base": _side_info(base), "candidate": _side_info(candidate),
         "tasks": sections,
         "summary": [row for s in sections for row in s["summary"]],
-        "profile": _profile_rows(base, candidate),
+        "choice_notes": choice.notes, "mismatches": choice.mismatches,
     }
+    data["profile"], data["profile_unlike"] = profile_rows(base, candidate)
+    return data
 
 
 def _side_info(side: Side) -> dict:
@@ -53,18 +52,32 @@ def _side_info(side: Side) -> dict:
     return {"label": model_label(latest.model_name, latest.model_identity or {}) if runs else side.label,
             "details": describe(latest.model_identity or {}), "model_key": side.model_key,
             "runs": [{"id": r.id, "created_at": r.created_at, "evalkit_version": r.evalkit_version,
+                      "backend": run_backend(r), "device": run_device(r),
                       "tasks": [t for t, run in side.runs.items() if run.id == r.id]} for r in runs]}
 
 
 def _row(level: str, group: str, metric: str, base: float | None, candidate: float | None, test=None,
          scale: float = 1.0, n=None) -> dict:
     delta = candidate - base if base is not None and candidate is not None else None
-    # every score compared here (accuracy, BLEU, ROUGE) is better when higher; deltas are coloured by it
+    # every score compared here (accuracy, BLEU, ROUGE) is better when higher; a significant delta is coloured by it
     return {"level": level, "group": group, "metric": metric, "higher_is_better": True,
             "base": None if base is None else base * scale, "candidate": None if candidate is None else candidate * scale,
-            "delta": None if delta is None else delta * scale, "n": n if n is not None else (test.n if test else None),
+            "delta": None if delta is None else delta * scale, "n": test.n if test else n,  # n: the items actually paired
+            "delta_ci": _delta_interval(test, scale), "significant": significant(test.p_value) if test else False,
             "test": test.test if test else None, "p_value": test.p_value if test else None,
             "verdict": test.verdict if test else "not tested", "detail": test.detail if test else {}}
+
+
+def _delta_interval(test, scale: float) -> list[float] | None:
+    """95% interval of the delta: Newcombe's for paired accuracies, the paired bootstrap's for per-sample scores."""
+    if test is None or not test.n:
+        return None
+    detail = test.detail
+    if "base_only" in detail:
+        neither = test.n - detail["both"] - detail["base_only"] - detail["candidate_only"]
+        low, high = newcombe_paired_interval(detail["both"], detail["base_only"], detail["candidate_only"], neither)
+        return [low * scale, high * scale]
+    return [value * scale for value in detail["ci95"]] if detail.get("ci95") else None
 
 
 def _with_intervals(row: dict, n_base, n_candidate) -> dict:
@@ -108,26 +121,43 @@ def _paired_samples(task: str, a, b) -> tuple[list, list[str]]:
 
 def _multiple_choice(task: str, a, b) -> dict:
     pairs, notes = _paired_samples(task, a, b)
+    # runs on other questions (forced with --allow-mismatch): every figure is taken on the questions both answered
+    on_pairs = bool(pairs) and (len(pairs) != a.n or len(pairs) != b.n)
 
-    def test(keep) -> object:
+    def row(level: str, group: str, keep, stored_a: dict | None, stored_b: dict | None) -> dict | None:
         chosen = [(x, y) for x, y in pairs if keep(x)]
-        return mcnemar_exact([bool(x["correct"]) for x, _ in chosen], [bool(y["correct"]) for _, y in chosen]) if chosen else None
+        test = mcnemar_exact([bool(x["correct"]) for x, _ in chosen], [bool(y["correct"]) for _, y in chosen]) if chosen else None
+        if on_pairs:
+            if not chosen:
+                return None
+            n_a = n_b = len(chosen)
+            value_a = sum(bool(x["correct"]) for x, _ in chosen) / n_a
+            value_b = sum(bool(y["correct"]) for _, y in chosen) / n_b
+        else:
+            value_a, value_b, n_a, n_b = stored_a["value"], stored_b["value"], stored_a["n"], stored_b["n"]
+        return _with_intervals(_row(level, group, "acc", value_a, value_b, test, 100, n_a), n_a, n_b)
 
     subjects_a, subjects_b = _scores(a, "subject"), _scores(b, "subject")
     categories_a, categories_b = _scores(a, "category"), _scores(b, "category")
-    subject_rows = [_with_intervals(_row("subject", s, "acc", subjects_a[s]["value"], subjects_b[s]["value"],
-                                         test(lambda x, s=s: x.get("subject") == s), 100, subjects_a[s]["n"]),
-                                    subjects_a[s]["n"], subjects_b[s]["n"])
+    subject_rows = [row("subject", s, lambda x, s=s: x.get("subject") == s, subjects_a[s], subjects_b[s])
                     for s in subjects_a if s in subjects_b]
     subject_names = {s: block.get("name") for s, block in (a.result.get("subjects") or {}).items()}
-    for row in subject_rows:
-        row["name"] = subject_names.get(row["group"])
+    subject_rows = [r for r in subject_rows if r is not None]
+    for subject_row in subject_rows:
+        subject_row["name"] = subject_names.get(subject_row["group"])
     members = _category_members(a.result)
-    category_rows = [_with_intervals(_row("category", c, "acc", categories_a[c]["value"], categories_b[c]["value"],
-                                          test(lambda x, c=c: x.get("subject") in members[c]) if c in members else None,
-                                          100, categories_a[c]["n"]), categories_a[c]["n"], categories_b[c]["n"])
-                     for c in categories_a if c in categories_b]
-    overall = _with_intervals(_row("overall", "all", "acc", a.score, b.score, test(lambda x: True), 100, a.n), a.n, b.n)
+    category_rows = []
+    for c in (c for c in categories_a if c in categories_b):
+        keep = (lambda x, c=c: x.get("subject") in members[c]) if c in members else (lambda x: False)
+        category_row = row("category", c, keep, categories_a[c], categories_b[c])
+        if category_row is not None:
+            category_rows.append(category_row)
+    overall = row("overall", "all", lambda x: True, {"value": a.score, "n": a.n}, {"value": b.score, "n": b.n})
+    if on_pairs:
+        notes.append(f"{task}: every figure is taken on the {len(pairs)} questions both runs answered (the base run scored "
+                     f"{100 * a.score:.2f} on {a.n}, the candidate run {100 * b.score:.2f} on {b.n}).")
+    if overall is None:  # no per-sample files: the stored scores, untested
+        overall = _with_intervals(_row("overall", "all", "acc", a.score, b.score, None, 100, a.n), a.n, b.n)
     chart = {"groups": [r["group"] for r in category_rows],
              "base": [(r["base"], r["base_ci"]) for r in category_rows],
              "candidate": [(r["candidate"], r["candidate_ci"]) for r in category_rows]}
@@ -160,13 +190,18 @@ def _generation(task: str, a, b) -> dict:
             continue
         scored = [(x, y) for x, y in pairs if metric in x and metric in y]
         test = paired_bootstrap([x[metric] for x, _ in scored], [y[metric] for _, y in scored]) if scored else None
+        if scored and (len(scored) != a.n or len(scored) != b.n):  # forced mismatch: the means of the paired samples
+            base_value = sum(x[metric] for x, _ in scored) / len(scored)
+            candidate_value = sum(y[metric] for _, y in scored) / len(scored)
         metrics.append(_row("overall", metric, metric, base_value, candidate_value, test, 1.0, a.n))
     extra = []
     for metric in ("sacrebleu",):
         if (a.result or {}).get(metric) is not None and (b.result or {}).get(metric) is not None:
             extra.append(_row("overall", metric, metric + " (corpus, not tested)", a.result[metric], b.result[metric],
                               None, 1.0, a.n))
-    examples = [{"index": x.get("index"), "reference": x.get("reference", ""), "base": x.get("prediction", ""),
+    inputs = instructions(a.result or {}, [x for x, _ in pairs[:EXAMPLES_SHOWN]])
+    examples = [{"index": x.get("index"), "instruction": inputs.get(str(x.get("index"))),
+                 "reference": x.get("reference", ""), "base": x.get("prediction", ""),
                  "candidate": y.get("prediction", ""), "base_score": x.get(a.metric), "candidate_score": y.get(a.metric)}
                 for x, y in pairs[:EXAMPLES_SHOWN]]
     headline = next((m for m in metrics if m["metric"] == a.metric), metrics[0] if metrics else None)
@@ -183,24 +218,6 @@ def _overall_only(task: str, a, b) -> dict:
     row["verdict"] = "not tested (no paired per-item test for this task type)"
     return {"task": task, "type": a.task_type, "metric": a.metric, "summary": [{**row, "task": task}],
             "metrics": [row], "notes": _notes(task, a, b), "chart": None}
-
-
-def _profile_rows(base: Side, candidate: Side) -> list[dict]:
-    def figures(side: Side) -> dict:
-        perplexity = next((r for r in side.results.values() if r.task_type == "perplexity"), None)
-        return model_figures(list(side.runs.values()), side.profile_run, perplexity)
-
-    fa, fb = figures(base), figures(candidate)
-    rows = []
-    for key, label, higher_is_better in PROFILE_FIGURES:
-        if key in fa or key in fb:
-            x, y = fa.get(key), fb.get(key)
-            rows.append({"key": key, "label": label, "base": x, "candidate": y,
-                         "delta": y - x if x is not None and y is not None else None,
-                         "higher_is_better": higher_is_better})
-    rows.append({"key": "hardware", "label": "measured on", "base": fa.get("hardware"), "candidate": fb.get("hardware"),
-                 "delta": None, "higher_is_better": None})
-    return rows
 
 
 __all__ = ["compare", "verdict"]

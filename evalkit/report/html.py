@@ -1,21 +1,25 @@
-"""``build_report``: the base-vs-candidate comparison rendered to one self-contained HTML file."""
+"""``build_report``: the base-vs-candidate comparison rendered to one self-contained HTML file
+(plotly.js inlined), or, for reports published together (a nightly's per-task reports, a site),
+pages that share one ``plotly.min.js`` (``shared_plotly``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from evalkit.report.charts import category_bars, metric_bars
+from evalkit.report.charts import category_bars, metric_bars, plotly_js
 from evalkit.report.compare import compare
 from evalkit.report.render import render, write_new
 from evalkit.report.significance import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
 
 def build_report(base: str, candidate: str, output: str | Path, store: str | None = None,
-                 tasks: list[str] | None = None, force: bool = False) -> tuple[Path, dict]:
+                 tasks: list[str] | None = None, force: bool = False, allow_mismatch: bool = False,
+                 shared_plotly: str | Path | None = None) -> tuple[Path, dict]:
     from evalkit.store import normalise_url
 
     url = normalise_url(store)
-    data = compare(base, candidate, url, tasks)
+    data = compare(base, candidate, url, tasks, allow_mismatch)
     labels = data["base"]["label"], data["candidate"]["label"]
     if labels[0] == labels[1]:  # e.g. two runs of the same model: tell the columns apart
         data["base"]["label"], data["candidate"]["label"] = f"{labels[0]} (base)", f"{labels[1]} (candidate)"
@@ -24,6 +28,12 @@ def build_report(base: str, candidate: str, output: str | Path, store: str | Non
         draw = category_bars if section["type"] == "multiple_choice" else metric_bars
         section["chart_html"] = draw(section, data["base"]["label"], data["candidate"]["label"]) if section.get("chart") else None
         charts = charts or section["chart_html"] is not None
-    html = render("report.html.j2", **data, notes=[n for s in data["tasks"] for n in s["notes"]], store=url,
-                  charts=charts, alpha=ALPHA, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)
+    shared = {}
+    if charts and shared_plotly is not None:  # one copy for every page beside it, written once
+        script = Path(shared_plotly)
+        if not script.is_file():
+            write_new(script, str(plotly_js()))
+        shared["plotly_src"] = Path(os.path.relpath(script.resolve(), Path(output).resolve().parent)).as_posix()
+    html = render("report.html.j2", **data, notes=data["choice_notes"] + [n for s in data["tasks"] for n in s["notes"]], store=url,
+                  charts=charts, alpha=ALPHA, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED, **shared)
     return write_new(Path(output), html, force), data

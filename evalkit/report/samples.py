@@ -84,3 +84,22 @@ def pair_rows(base: list[dict], candidate: list[dict]) -> list[tuple[dict, dict]
     """(base row, candidate row) for every item both sides answered, in the base file's order."""
     by_key = {sample_key(row): row for row in candidate}
     return [(row, by_key[sample_key(row)]) for row in base if sample_key(row) in by_key]
+
+
+def instructions(result: dict, rows: list[dict]) -> dict[str, str]:
+    """{sample index: its input text} for generation rows, read back from the task's data (samples keep
+    only its hash): shown only where the text still hashes to the row's ``input_sha256``."""
+    from evalkit.cache import sha256_text
+    from evalkit.tasks.generation_data import load_samples
+    from evalkit.tasks.registry import resolve_tasks
+
+    wanted = {str(r.get("index")): r.get("input_sha256") for r in rows if r.get("input_sha256")}
+    if not wanted or not result.get("spec"):
+        return {}
+    try:
+        spec = resolve_tasks(str(result["spec"]))[0].spec
+        samples = load_samples(spec).samples
+    except (EvalkitError, OSError, IndexError, AttributeError, AssertionError, ValueError):
+        return {}  # spec or data moved: the page says the instruction is unavailable
+    return {str(s.index): s.input for s in samples
+            if str(s.index) in wanted and sha256_text(s.input) == wanted[str(s.index)]}

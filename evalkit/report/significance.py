@@ -98,3 +98,36 @@ def paired_bootstrap(base: list[float], candidate: list[float], *, resamples: in
     low, high = np.percentile(means, [2.5, 97.5])
     return TestResult("paired bootstrap", n, observed, p_value,
                       {"resamples": resamples, "seed": seed, "ci95": [float(low), float(high)]})
+
+
+def newcombe_paired_interval(both: int, base_only: int, candidate_only: int, neither: int,
+                             confidence: float = 0.95) -> tuple[float, float] | None:
+    """Interval of (candidate accuracy - base accuracy) on paired questions, as fractions.
+
+    Newcombe (1998), "Improved confidence intervals for the difference between binomial proportions
+    based on paired data", method 10: the Wilson intervals (l1, u1) of the candidate's accuracy p1
+    and (l2, u2) of the base's p2 are combined with the continuity-corrected correlation phi of the
+    2x2 table, so the interval stays inside -1..1 and is not empty with few discordant questions:
+    lower = d - sqrt((p1-l1)^2 - 2 phi (p1-l1)(u2-p2) + (u2-p2)^2), upper = d + sqrt((u1-p1)^2 - 2 phi (u1-p1)(p2-l2) + (p2-l2)^2).
+    """
+    import math
+
+    n = both + base_only + candidate_only + neither
+    if not n:
+        return None
+    p1, p2 = (both + candidate_only) / n, (both + base_only) / n
+    l1, u1 = wilson_interval(both + candidate_only, n, confidence)
+    l2, u2 = wilson_interval(both + base_only, n, confidence)
+    # e = both right, f = candidate only, g = base only, h = neither (Newcombe's table, p1 = (e + f) / n)
+    product = (both + candidate_only) * (base_only + neither) * (both + base_only) * (candidate_only + neither)
+    cross = both * neither - candidate_only * base_only
+    corrected = cross - n / 2 if cross > n / 2 else (0.0 if cross >= 0 else cross)
+    phi = corrected / math.sqrt(product) if product else 0.0
+    d = p1 - p2
+    lower = d - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    upper = d + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return max(-1.0, lower), min(1.0, upper)
+
+
+def significant(p_value: float | None, alpha: float = ALPHA) -> bool:
+    return p_value is not None and p_value < alpha

@@ -38,12 +38,17 @@
       table.classList.toggle(box.getAttribute("data-toggle-class"), box.checked);
     });
   });
+  // data-filter names one table id, or several separated by spaces (the leaderboard's tables per setting)
   document.querySelectorAll("input[data-filter]").forEach(function (input) {
-    var table = document.getElementById(input.getAttribute("data-filter"));
+    var tables = input.getAttribute("data-filter").trim().split(/\s+/).map(function (id) {
+      return document.getElementById(id);
+    }).filter(Boolean);
     input.addEventListener("input", function () {
       var query = input.value.trim().toLowerCase();
-      Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
-        row.hidden = query !== "" && row.textContent.toLowerCase().indexOf(query) === -1;
+      tables.forEach(function (table) {
+        Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+          row.hidden = query !== "" && row.textContent.toLowerCase().indexOf(query) === -1;
+        });
       });
     });
   });
