@@ -12,5 +12,14 @@ from evalkit.store.record import (import_directory, record_results, record_resul
                                   record_training)
 from evalkit.store.schema import Run, Score, TaskResult
 
-__all__ = ["Run", "Score", "TaskResult", "default_url", "import_directory", "model_key", "model_label",
+__all__ = ["runs_frame", "scores_frame", "samples_frame", "Run", "Score", "TaskResult", "default_url", "import_directory", "model_key", "model_label",
            "normalise_url", "open_store", "record_results", "record_results_safely", "record_training"]
+
+
+def __getattr__(name: str):
+    """The DataFrame API (evalkit/store/frames.py) imports pandas only when a notebook asks for it."""
+    if name in ("runs_frame", "scores_frame", "samples_frame"):
+        from evalkit.store import frames
+
+        return getattr(frames, name)
+    raise AttributeError(f"module 'evalkit.store' has no attribute {name!r}")
