@@ -31,10 +31,12 @@ def run_evaluation(model: str, tasks: str | list[TaskSelection], config: RunConf
                    device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
                    lm: LoadedModel | None = None, argv: list[str] | None = None,
                    store: str | None = None, record: bool = True, backend: str = "hf",
-                   options: BackendOptions | None = None) -> dict:
+                   options: BackendOptions | None = None, threads: int | str | None = None) -> dict:
     """Evaluate; write the results files; record the run into the results store unless ``record=False``.
 
     ``tasks``: a ``--tasks`` argument, or the selections it already resolved to.
+    ``threads``: ``--threads`` (N or auto), applied after the inputs are checked (auto samples the idle cores
+    for a moment) and before the model loads; None keeps torch's setting.
     ``lm``: an already loaded model, evaluated with the hf backend (tests, the trainer's evaluation).
     """
     _load_evaluators()
@@ -60,6 +62,11 @@ def run_evaluation(model: str, tasks: str | list[TaskSelection], config: RunConf
                                f"it answers {', '.join(backend_type.task_types)} tasks: use --backend hf for this one")
     output = RunOutput(output_dir, model)
     output.check_writable()
+    if threads is not None:
+        from evalkit import threads as cpu_threads
+
+        config.threads = cpu_threads.set_threads(threads)
+        config.threads_seen = cpu_threads.last_sample if threads == "auto" else None
 
     random.seed(config.seed)
     import torch

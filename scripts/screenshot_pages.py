@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/screenshot_pages.py report.html docs/report.png site/index.html docs/leaderboard.png
 
-The leaderboard is shot in its ranked order with the "show partial runs" toggle ticked (when it has partial runs),
-so both the ranked rows and the unranked partial ones are in the picture.
+The leaderboard is shot as it opens: ranked rows first, then the partial runs' own section. (Pages from before
+that section existed hid partial runs behind a "show partial runs" toggle, which is ticked when present.)
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def check_installation(evalkit: Installed, package: Path) -> None:
 
     listed = evalkit("tasks")
     assert listed.returncode == 0, listed.stderr
-    tasks = {line.split()[0]: line.split()[-1] for line in listed.stdout.splitlines()[1:]}  # task ... spec
+    tasks = listing(listed.stdout)
     assert {"cmmlu", "mmlu", "ceval", "alpaca_zh"} <= set(tasks)
     assert Path(tasks["cmmlu"]) == package / "evalkit" / "resources" / "tasks" / "cmmlu.yaml"
 
@@ -161,6 +161,12 @@ def test_installed_wheel_from_another_directory(site, tmp_path):
     check_installation(Installed(sys.executable, _outside(tmp_path), pythonpath=site), site)
 
 
+def listing(stdout: str) -> dict[str, str]:
+    """`evalkit tasks` as {task: spec path}: the spec column starts where its header does (paths may hold spaces)."""
+    header, *lines = stdout.splitlines()
+    return {line.split()[0]: line[header.index("spec"):].strip() for line in lines}
+
+
 def test_include_path(site, tmp_path):
     """--include-path and $EVALKIT_INCLUDE_PATH add a user's specs; theirs come first; a missing directory is exit 2."""
     evalkit = Installed(sys.executable, _outside(tmp_path), pythonpath=site)
@@ -175,7 +181,7 @@ def test_include_path(site, tmp_path):
     for argv, env in ((["--include-path", str(mine)], None), ([], {"EVALKIT_INCLUDE_PATH": f"{mine}{os.pathsep}"})):
         listed = evalkit("tasks", *argv, env=env)
         assert listed.returncode == 0, listed.stderr
-        tasks = {line.split()[0]: line.split()[-1] for line in listed.stdout.splitlines()[1:]}  # task ... spec
+        tasks = listing(listed.stdout)
         assert Path(tasks["mytask"]) == mine / "mytask.yaml" and Path(tasks["mmlu"]) == mine / "mmlu.yaml"
         assert Path(tasks["cmmlu"]).is_relative_to(site)
         subjects = evalkit("tasks", "mytask", *argv, env=env)

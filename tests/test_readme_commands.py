@@ -48,7 +48,7 @@ USAGE = {
     "[--prompt-style llamafactory|lm_eval] [--apply-chat-template] [--truncation error|left] "
     "[--reference-format plain|llamafactory] [--output-dir results] [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--seed 1234] "
     "[--backend hf|openai|vllm] [--base-url URL] [--concurrency N] [--no-cache]": ["evalkit run --help"],
-    "evalkit serve --model MODEL [--port 8000] [--api-key KEY]": ["evalkit serve --help"],
+    "evalkit serve --model MODEL [--port 8000] [--api-key-file FILE]": ["evalkit serve --help"],
     "evalkit cache info|clear": ["evalkit cache info", "evalkit cache clear"],
     "evalkit tasks [TASK]": ["evalkit tasks", "evalkit tasks cmmlu"],
     # an example with stand-in file names (results_A.json, results_B.json)
@@ -399,3 +399,39 @@ def test_python_script_options_exist(where, command, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     unknown = sorted(set(re.findall(r"(?<!\S)\[?(--[a-z][a-z0-9-]*)", command)) - set(re.findall(r"--[a-z][a-z0-9-]*", done.stdout)))
     assert not unknown, f"{where}: {script} has no option {unknown}"
+
+
+QUICKSTART_REPORT = "evalkit report --base smollm2-135m-instruct --candidate checkpoints/quickstart-lora --output report.html"
+
+
+@pytest.mark.slow
+def test_quickstart_ends_with_a_verdict_and_a_leaderboard(tmp_path):
+    """The README's five quickstart commands, as written, in one fresh clone: the report's summary shows a delta
+    with its 95% interval, the leaderboard at least two rows (base and adapter). The screenshots the README shows
+    are these pages (EVALKIT_UPDATE_SCREENSHOTS=1 copies them to docs/)."""
+    from playwright.sync_api import sync_playwright
+
+    from scripts.screenshot_pages import BROWSER_ARGS, CHROMIUM
+
+    block = next(block for block, _, text in COMMANDS if text == QUICKSTART_REPORT)
+    clone = _fresh_clone(tmp_path)
+    for _, _, text in (c for c in COMMANDS if c[0] == block):
+        _run(text, clone, timeout=3600)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        pages = {}
+        for name, html in (("report", clone / "report.html"), ("leaderboard", clone / "site" / "index.html")):
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(html.resolve().as_uri())
+            page.screenshot(path=str(tmp_path / f"quickstart_{name}.png"), full_page=True)
+            pages[name] = page
+        intervals = pages["report"].eval_on_selector_all("#summary .delta-ci", "spans => spans.map(s => s.textContent)")
+        assert intervals and all(re.fullmatch(r"[-+]\d+\.\d\.\.[-+]\d+\.\d", text) for text in intervals), intervals
+        rows = pages["leaderboard"].eval_on_selector_all("table tbody tr", "rows => rows.length")
+        assert rows >= 2 and "quickstart-lora" in pages["leaderboard"].inner_text("body")
+        browser.close()
+    if os.environ.get("EVALKIT_UPDATE_SCREENSHOTS") == "1":
+        import shutil
+
+        for name in ("report", "leaderboard"):
+            shutil.copy(tmp_path / f"quickstart_{name}.png", REPO / "docs" / f"quickstart_{name}.png")

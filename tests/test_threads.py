@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 
 from evalkit import threads
 from tests.helpers import run_cli
@@ -33,6 +34,14 @@ def test_idle_share_rounds_to_threads(monkeypatch):
         assert threads.auto_threads() == expected
         assert threads.last_sample == {"cores": cores, "idle_cores": round(cores * (100 - busy) / 100, 2),
                                        "window_s": threads.SAMPLE_SECONDS, "threads": expected}
+
+
+def test_threads_are_chosen_after_the_inputs_are_checked(tmp_path, capsys, monkeypatch):
+    """A bad input fails before --threads auto samples the cores (that takes a moment; an error should not)."""
+    monkeypatch.setattr(threads, "idle_cores", lambda *a: pytest.fail("sampled the cores before refusing the input"))
+    code, _, err = run_cli(capsys, "run", "--backend", "fake", "--model", "m", "--tasks", "cmmlu:nope",
+                           "--threads", "auto", "--no-store", "--output-dir", str(tmp_path))
+    assert code == 2 and "unknown subject" in err
 
 
 def test_results_record_what_auto_saw(tmp_path, capsys):

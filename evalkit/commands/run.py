@@ -133,21 +133,16 @@ def run(args) -> int:
         raise EvalkitError("--limit must be at least 1")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise EvalkitError("--max-new-tokens must be at least 1")
-    from evalkit import threads as threads_module
-    from evalkit.threads import set_threads
-
-    threads = set_threads(args.threads)
     config = RunConfig(num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size,
                        prompt_style=args.prompt_style, apply_chat_template=args.apply_chat_template,
                        truncation=args.truncation, seed=args.seed, progress=not args.no_progress,
                        full_prompt=args.full_prompt, max_new_tokens=args.max_new_tokens,
                        no_chat_template=args.no_chat_template, use_cache=not args.no_cache,
-                       threads=threads, threads_seen=threads_module.last_sample if args.threads == "auto" else None,
                        split=args.split, reference_format=args.reference_format)
     results = run_evaluation(args.model, selections, config, args.output_dir, device=args.device, dtype=args.dtype,
                              trust_remote_code=args.trust_remote_code, argv=["evalkit", *sys.argv[1:]],
                              store=args.store, record=not args.no_store, backend=args.backend,
-                             options=options)
+                             options=options, threads=args.threads)
     print()
     setting = f"{args.num_fewshot}-shot, prompt style {args.prompt_style}"  # what multiple choice prompts depend on
     if all(task["type"] != "multiple_choice" for task in results["tasks"].values()):
