@@ -78,19 +78,6 @@ def site(quick_store):
     return out, quick_store["root"] / "site" / "index.html"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from tests.test_report_pages import CHROMIUM, BROWSER_ARGS
-
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.is_file():
-        pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        yield chromium
-        chromium.close()
-
-
 def _tables(page) -> dict[str, dict]:
     """{table heading (the setting, or "ranked"): {"headers", "titles", "rows": [{label, cells, sorts}]}}."""
     return page.evaluate("""() => Object.fromEntries(Array.from(document.querySelectorAll('table.board')).map(t => {

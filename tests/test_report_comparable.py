@@ -187,37 +187,29 @@ def test_paired_generations_show_their_instruction(store):
         assert example["instruction"] == "\n".join(p for p in (source["instruction"], source["input"]) if p.strip())
 
 
-def test_the_forced_report_in_chromium_has_the_banner_on_top_and_paired_n_3(store, tmp_path):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    from scripts.screenshot_pages import BROWSER_ARGS, CHROMIUM
-
-    if not CHROMIUM.is_file():
-        pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
+def test_the_forced_report_in_chromium_has_the_banner_on_top_and_paired_n_3(store, tmp_path, browser):
     forced, picked = tmp_path / "forced.html", tmp_path / "picked.html"
     assert _cli("report", "--base", "fake-base", "--candidate", str(store["runs"]["three"]), "--store", store["store"],
                 "--output", str(forced), "--allow-mismatch")[0] == 0
     assert _cli("report", "--base", "fake-base", "--candidate", "fake-cand", "--store", store["store"],
                 "--output", str(picked))[0] == 0
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(forced.resolve().as_uri())
-        banner = page.locator("#mismatch")
-        assert banner.is_visible() and "Not comparable" in banner.text_content()
-        assert page.eval_on_selector("body", "b => b.firstElementChild.id") == "mismatch"
-        assert banner.bounding_box()["y"] < page.locator("h1").bounding_box()["y"]
-        colour = page.eval_on_selector("#mismatch", "e => getComputedStyle(e).backgroundColor")
-        red, green, blue = (int(x) for x in re.findall(r"\d+", colour)[:3])
-        assert red > green and red > blue  # a red banner
-        paired = page.eval_on_selector_all("#summary tbody tr", "rs => rs.map(r => r.cells[5].textContent.trim())")
-        assert paired == ["3"]
-        page.screenshot(path=str(tmp_path / "forced.png"), full_page=True)
-        page.goto(picked.resolve().as_uri())
-        assert page.locator("#mismatch").count() == 0
-        paired = page.eval_on_selector_all("#summary tbody tr", "rs => rs.map(r => [r.cells[0].textContent, r.cells[5].textContent.trim()])")
-        assert ["cmmlu", "40"] in paired
-        assert page.locator("#examples-alpaca_zh td.instruction").first.text_content().strip()
-        browser.close()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(forced.resolve().as_uri())
+    banner = page.locator("#mismatch")
+    assert banner.is_visible() and "Not comparable" in banner.text_content()
+    assert page.eval_on_selector("body", "b => b.firstElementChild.id") == "mismatch"
+    assert banner.bounding_box()["y"] < page.locator("h1").bounding_box()["y"]
+    colour = page.eval_on_selector("#mismatch", "e => getComputedStyle(e).backgroundColor")
+    red, green, blue = (int(x) for x in re.findall(r"\d+", colour)[:3])
+    assert red > green and red > blue  # a red banner
+    paired = page.eval_on_selector_all("#summary tbody tr", "rs => rs.map(r => r.cells[5].textContent.trim())")
+    assert paired == ["3"]
+    page.screenshot(path=str(tmp_path / "forced.png"), full_page=True)
+    page.goto(picked.resolve().as_uri())
+    assert page.locator("#mismatch").count() == 0
+    paired = page.eval_on_selector_all("#summary tbody tr", "rs => rs.map(r => [r.cells[0].textContent, r.cells[5].textContent.trim()])")
+    assert ["cmmlu", "40"] in paired
+    assert page.locator("#examples-alpaca_zh td.instruction").first.text_content().strip()
 
 
 def test_reports_published_together_share_one_plotly_copy(store, tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.report.compare import compare
-from scripts.screenshot_pages import BROWSER_ARGS, CHROMIUM
+from scripts.screenshot_pages import CHROMIUM
 from tests.conftest import REPO, SMOLLM2, build_tiny_model
 from tests.helpers import run_cli
 
@@ -104,17 +104,6 @@ def _slug(model: str) -> str:
     from evalkit.results import slug
 
     return slug(model)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.is_file():
-        pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _open(browser, path: Path):
