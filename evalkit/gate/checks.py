@@ -1,8 +1,8 @@
 """The gate's checks: paired tests per task / category / subject, absolute floors, profiler figures.
 
 The paired tests and their per-question pairing are the report's (``evalkit.report.compare``:
-McNemar's exact test for multiple choice, a paired bootstrap for generation); the gate adds the
-refusal of unequal prompts, Holm's correction, the minimum effect, floors and tolerances.
+McNemar's exact test for multiple choice and exact match, a paired bootstrap for BLEU/ROUGE); the gate
+adds the refusal of unequal prompts, Holm's correction, the minimum effect, floors and tolerances.
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from evalkit.gate.thresholds import Thresholds
 from evalkit.report import compare
 from evalkit.report.figures import PROFILE_FIGURES, PROFILE_LABELS
 from evalkit.report.profiler import unlike
-from evalkit.report.samples import read_samples, sample_key, verify_summary
+from evalkit.report.samples import (
+    read_samples,
+    right_or_wrong,
+    sample_key,
+    verify_summary,
+)
 
 REGRESSION, WORSE_SMALL, BETTER, SAME, UNTESTED = ("regression", "worse (below the minimum effect)", "better",
                                                    "no detectable difference", "not tested")
@@ -88,12 +93,12 @@ def _judge_paired(rows: list[dict], thresholds: Thresholds) -> None:
 
 def _floor_row(task: str, result, floor: float, alpha: float) -> dict:
     """Pass when the one-sided (1 - alpha) lower bound of the candidate's score clears the floor:
-    Wilson's interval for accuracy (scipy), mean - z * standard error for per-sample BLEU/ROUGE."""
+    Wilson's interval for accuracy and exact match (scipy), mean - z * standard error for per-sample BLEU/ROUGE."""
     import numpy as np
     from scipy.stats import binomtest, norm
 
     samples = read_samples(result.samples_file) or []
-    if result.task_type == "multiple_choice":
+    if right_or_wrong(result):  # accuracy, exact match: points of the share right
         n = len(samples)
         k = sum(bool(r.get("correct")) for r in samples)
         lower = binomtest(k, n).proportion_ci(1 - 2 * alpha, method="wilson").low * 100 if n else float("nan")

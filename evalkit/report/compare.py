@@ -1,4 +1,7 @@
-"""Base vs candidate from the results store: scores, deltas and paired tests per task, subject and category."""
+"""Base vs candidate from the results store: scores, deltas and paired tests per task, subject and category.
+
+Right/wrong scores (multiple-choice accuracy, generation exact match) are paired with McNemar's exact test;
+per-sample BLEU/ROUGE with the paired bootstrap."""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from evalkit.report.significance import (
 from evalkit.store.identity import describe, model_label
 from evalkit.store.query import Side
 
-GENERATION_METRICS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")
+GENERATION_METRICS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")  # per-sample means: paired bootstrap
+EXACT_MATCH = "exact_match"  # right/wrong per sample: McNemar, like multiple-choice accuracy
 EXAMPLES_SHOWN = 8  # paired predictions printed per generation task
 
 
@@ -181,9 +185,30 @@ def _category_members(result: dict) -> dict[str, set]:
     return members
 
 
+def _exact_match_row(a, b, pairs: list) -> dict:
+    """Exact match is right/wrong per sample: McNemar's exact test and Newcombe's interval, as for accuracy (in %)."""
+    chosen = [(x, y) for x, y in pairs if isinstance(x.get("correct"), bool) and isinstance(y.get("correct"), bool)]
+    test = mcnemar_exact([x["correct"] for x, _ in chosen], [y["correct"] for _, y in chosen]) if chosen else None
+    value_a, value_b, n_a, n_b = a.score, b.score, a.n, b.n
+    if chosen and (len(chosen) != a.n or len(chosen) != b.n):  # forced mismatch: the shares on the paired samples
+        n_a = n_b = len(chosen)
+        value_a, value_b = sum(x["correct"] for x, _ in chosen) / n_a, sum(y["correct"] for _, y in chosen) / n_b
+    row = _with_intervals(_row("overall", EXACT_MATCH, EXACT_MATCH, value_a, value_b, test, 100, n_a), n_a, n_b)
+    if row["delta_ci"]:  # the generation metrics table and chart read a row's interval from detail.ci95
+        row["detail"] = {**row["detail"], "ci95": row["delta_ci"]}
+    return row
+
+
+def _sample_score(row: dict, metric: str):
+    """A paired example's score: its metric value, or 100 / 0 for an exact-match sample right / wrong."""
+    if metric == EXACT_MATCH:
+        return None if not isinstance(row.get("correct"), bool) else 100.0 * row["correct"]
+    return row.get(metric)
+
+
 def _generation(task: str, a, b) -> dict:
     pairs, notes = _paired_samples(task, a, b)
-    metrics = []
+    metrics = [_exact_match_row(a, b, pairs)] if a.metric == EXACT_MATCH and b.metric == EXACT_MATCH else []
     for metric in GENERATION_METRICS:
         base_value, candidate_value = (a.result or {}).get(metric), (b.result or {}).get(metric)
         if base_value is None or candidate_value is None:
@@ -202,7 +227,8 @@ def _generation(task: str, a, b) -> dict:
     inputs = instructions(a.result or {}, [x for x, _ in pairs[:EXAMPLES_SHOWN]])
     examples = [{"index": x.get("index"), "instruction": inputs.get(str(x.get("index"))),
                  "reference": x.get("reference", ""), "base": x.get("prediction", ""),
-                 "candidate": y.get("prediction", ""), "base_score": x.get(a.metric), "candidate_score": y.get(a.metric)}
+                 "candidate": y.get("prediction", ""), "base_score": _sample_score(x, a.metric),
+                 "candidate_score": _sample_score(y, a.metric)}
                 for x, y in pairs[:EXAMPLES_SHOWN]]
     headline = next((m for m in metrics if m["metric"] == a.metric), metrics[0] if metrics else None)
     summary = [{**headline, "task": task}] if headline else []

@@ -50,9 +50,15 @@ def read_samples(path: str | None) -> list[dict] | None:
     return rows
 
 
+def right_or_wrong(result) -> bool:
+    """Whether a task result is scored right/wrong per item (``correct`` in every sample row): multiple-choice
+    accuracy and generation exact match, both paired with McNemar's exact test."""
+    return result.task_type == "multiple_choice" or (result.task_type == "generation" and result.metric == "exact_match")
+
+
 def verify_summary(task: str, result, rows: list[dict] | None = None) -> None:
-    """Refuse (one line, exit 2) a multiple-choice result whose accuracy and n its samples do not give."""
-    if result.task_type != "multiple_choice" or result.score is None:  # None: a run scored without gold answers
+    """Refuse (one line, exit 2) a right/wrong result (accuracy, exact match) whose score and n its samples do not give."""
+    if not right_or_wrong(result) or result.score is None:  # None: a run scored without gold answers
         return
     rows = read_samples(result.samples_file) if rows is None else rows
     if rows is None:
@@ -71,7 +77,7 @@ def verify_summary(task: str, result, rows: list[dict] | None = None) -> None:
         actual = k / len(outcomes) if outcomes else None
         if n != len(outcomes) or acc is None or actual is None or abs(acc - actual) > TOLERANCE:
             shown = "none" if acc is None else f"{acc:.4f}"
-            raise EvalkitError(f"{task}: the results file says {where} acc {shown} (n={n}) but its samples "
+            raise EvalkitError(f"{task}: the results file says {where} {result.metric} {shown} (n={n}) but its samples "
                                f"{result.samples_file} give {k}/{len(outcomes)}; the files disagree (edited or half-written): "
                                "re-run the evaluation or restore both files")
 

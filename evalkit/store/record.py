@@ -38,6 +38,10 @@ def _task_scores(result: dict) -> tuple[str, float | None, int | None, list[Scor
         return "perplexity", result.get("perplexity"), result.get("documents"), scores
     n = result.get("n") or result.get("num_samples")
     if kind == "generation":
+        if isinstance(result.get("exact_match"), (int, float)) and not isinstance(result["exact_match"], bool):
+            scores.append(Score(level="overall", group="all", metric="exact_match", value=float(result["exact_match"]),
+                                stderr=result.get("exact_match_stderr"), n=n))
+            return "exact_match", result["exact_match"], n, scores
         for metric in (*GENERATION_METRICS, "sacrebleu"):
             value = result.get(metric)
             if isinstance(value, dict):  # a corpus score may come with its signature

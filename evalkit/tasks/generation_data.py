@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,28 +63,56 @@ def load_samples(spec: GenerationSpec, limit: int | None = None) -> GenerationSa
 
 
 def _sample(spec: GenerationSpec, where: str, index: int, located: tuple[str, dict]) -> Sample:
-    line, row = located
     data = spec.data
+    return _row(spec, where, index, located, data.input, data.reference, data.separator, "data.input/data.reference")
+
+
+def _row(spec: GenerationSpec, where: str, index: int, located: tuple[str, dict], inputs: tuple[str, ...],
+         reference_column: str, separator: str, fields: str) -> Sample:
+    line, row = located
     at = f"{where} row {index}{line}"
     if not isinstance(row, dict):
         raise EvalkitError(f"{at}: expected an object with columns, found {type(row).__name__}; fix the row")
-    for column in (*data.input, data.reference):
+    for column in (*inputs, reference_column):
         if column not in row:
             raise EvalkitError(f"{at}: no column {column!r} (columns: {', '.join(map(str, row)) or 'none'}); "
-                               f"fix the row or data.input/data.reference in {spec.path}")
+                               f"fix the row or {fields} in {spec.path}")
     parts = []
-    for column in data.input:
+    for column in inputs:
         value = row[column]
         if value is not None and not isinstance(value, (str, int, float)):
             raise EvalkitError(f"{at}: column {column!r} is a {type(value).__name__}, not text; fix the row")
         if value is not None and str(value).strip():
             parts.append(str(value))
-    reference = row[data.reference]
+    reference = row[reference_column]
     if reference is None or not isinstance(reference, (str, int, float)) or not str(reference).strip():
-        raise EvalkitError(f"{at}: empty reference in column {data.reference!r}; fill it in or drop the row")
+        raise EvalkitError(f"{at}: empty reference in column {reference_column!r}; fill it in or drop the row")
     if not parts:
-        raise EvalkitError(f"{at}: empty input (columns {', '.join(data.input)}); fill it in or drop the row")
-    return Sample(index, data.separator.join(parts), str(reference))
+        raise EvalkitError(f"{at}: empty input (columns {', '.join(inputs)}); fill it in or drop the row")
+    return Sample(index, separator.join(parts), str(reference))
+
+
+def load_exemplars(spec: GenerationSpec, k: int) -> tuple[list[Sample], str]:
+    """The first ``k`` rows of the spec's few-shot file in file order (lm-evaluation-harness' ``first_n``),
+    their targets with every ``fewshot.strip`` match deleted; and the file's hash."""
+    source = spec.fewshot
+    assert source is not None
+    if not source.path.is_file():
+        raise EvalkitError(f"{source.path}: few-shot file for task {spec.name} does not exist; "
+                           f"fix fewshot.path in {spec.path}")
+    rows = _read_file(source.path, source.format)
+    if len(rows) < k:
+        raise EvalkitError(f"{source.path}: {len(rows)} exemplars, fewer than the {k} asked for; lower --num-fewshot "
+                           f"(or fewshot.num_fewshot in {spec.path})")
+    exemplars = []
+    for index in range(k):
+        row = _row(spec, str(source.path), index, rows[index], source.input, source.target, "\n",
+                   "fewshot.input/fewshot.target")
+        target = row.reference
+        for pattern in source.strip:
+            target = re.sub(pattern, "", target)
+        exemplars.append(Sample(index, row.input, target))
+    return exemplars, sha256_file(source.path)
 
 
 def _read_file(path: Path, fmt: str) -> list[tuple[str, dict]]:

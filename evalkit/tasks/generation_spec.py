@@ -15,14 +15,31 @@ Example (``tasks/alpaca_en.yaml``)::
     instruction: ""                        # optional text put before every input
     stop: []                               # optional stop strings
     max_new_tokens: 256                    # default for --max-new-tokens
+
+Exact-match tasks (``tasks/gsm8k.yaml``) add a prompt template, few-shot exemplars and a ``scoring``
+block (its steps: evalkit/metrics/exact_match.py; the walk-through: docs/new_task_guide.md)::
+
+    prompt: "Question: {input}\\nAnswer:"  # {input}: the sample's input; default "{input}"
+    chat_template: false                  # plain prompts even when the model has a chat template
+    fewshot:
+      path: data/gsm8k/train.jsonl        # exemplars: the first k rows in file order
+      input: question                     # default: data.input
+      target: answer                      # default: data.reference
+      num_fewshot: 8                      # k when --num-fewshot is not given
+      strip: ["<<[^>]*>>"]                # regexes deleted from exemplar targets
+      separator: "\\n\\n"                 # between exemplars and before the question
+      target_delimiter: " "               # between an exemplar's prompt and its target
+    scoring: {metric: exact_match, extract: [...], reference_extract: [...], match: numeric}
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.errors import EvalkitError
+from evalkit.metrics.exact_match import SCORING_METRICS, ExactMatchScoring
 from evalkit.tasks.spec import TaskSpec, _require, as_list
 
 FORMATS = ("json", "jsonl", "csv")
@@ -41,6 +58,18 @@ class GenerationData:
 
 
 @dataclass(frozen=True)
+class FewshotSource:
+    path: Path  # absolute
+    format: str
+    input: tuple[str, ...]
+    target: str
+    num_fewshot: int
+    strip: tuple[str, ...] = ()
+    separator: str = "\n\n"
+    target_delimiter: str = " "
+
+
+@dataclass(frozen=True)
 class GenerationSpec(TaskSpec):
     language: str = "en"
     data: GenerationData | None = None
@@ -48,6 +77,14 @@ class GenerationSpec(TaskSpec):
     stop: tuple[str, ...] = ()
     max_new_tokens: int = 256
     sacrebleu_tokenize: str | None = None
+    prompt: str = "{input}"
+    chat_template: bool = True  # False: plain prompts (a few-shot completion prompt reads badly as one chat turn)
+    fewshot: FewshotSource | None = None
+    scoring: ExactMatchScoring | None = None  # None: BLEU-4 / ROUGE
+
+    @property
+    def metric(self) -> str:
+        return "exact_match" if self.scoring is not None else "bleu_rouge"
 
     @classmethod
     def from_dict(cls, raw: dict, path: Path) -> "GenerationSpec":
@@ -77,14 +114,66 @@ class GenerationSpec(TaskSpec):
         stops = tuple(as_list(raw_stop))
         if any(not s for s in stops):
             raise EvalkitError(f"{path}: stop strings must not be empty")
+        prompt = raw.get("prompt", "{input}")
+        if not isinstance(prompt, str) or "{input}" not in prompt:
+            raise EvalkitError(f"{path}: 'prompt' must be a string holding {{input}} (where the sample goes)")
+        chat_template = raw.get("chat_template", True)
+        if not isinstance(chat_template, bool):
+            raise EvalkitError(f"{path}: 'chat_template' must be true or false")
+        inputs = tuple(str(c) for c in as_list(data["input"]))
         return cls(
             name=str(raw["task"]), type="generation", path=path, raw=raw,
             language=str(raw.get("language", "en")),
-            data=GenerationData(file, fmt, tuple(str(c) for c in as_list(data["input"])), str(data["reference"]),
+            data=GenerationData(file, fmt, inputs, str(data["reference"]),
                                 start, stop, str(data.get("separator", "\n")), hub),
             instruction=str(raw.get("instruction") or ""), stop=stops, max_new_tokens=max_new,
-            sacrebleu_tokenize=raw.get("sacrebleu_tokenize"),
+            sacrebleu_tokenize=raw.get("sacrebleu_tokenize"), prompt=prompt, chat_template=chat_template,
+            fewshot=_fewshot(raw.get("fewshot"), inputs, str(data["reference"]), path),
+            scoring=_scoring(raw.get("scoring"), path),
         )
+
+
+def _fewshot(raw, inputs: tuple[str, ...], reference: str, path: Path) -> FewshotSource | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("path"), str) or not raw["path"]:
+        raise EvalkitError(f"{path}: 'fewshot' needs a 'path' (the JSON/JSONL/CSV file the exemplars come from)")
+    file = (path.parent / raw["path"]).resolve()
+    fmt = str(raw.get("format") or file.suffix.lstrip(".").lower())
+    if fmt not in FORMATS:
+        raise EvalkitError(f"{path}: fewshot.format {fmt!r} is not one of {', '.join(FORMATS)}; set fewshot.format")
+    k = raw.get("num_fewshot", 0)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise EvalkitError(f"{path}: fewshot.num_fewshot must be a non-negative integer (the default k)")
+    strip = raw.get("strip") or []
+    if not isinstance(strip, list) or not all(isinstance(p, str) and p for p in strip):
+        raise EvalkitError(f"{path}: fewshot.strip must be a list of non-empty regular expressions")
+    for pattern in strip:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise EvalkitError(f"{path}: fewshot.strip {pattern!r} is not a valid regular expression ({exc})") from None
+    texts = {key: raw.get(key, default) for key, default in (("separator", "\n\n"), ("target_delimiter", " "))}
+    if not all(isinstance(v, str) for v in texts.values()):
+        raise EvalkitError(f"{path}: fewshot.separator and fewshot.target_delimiter must be strings")
+    columns = tuple(str(c) for c in as_list(raw["input"])) if raw.get("input") else inputs
+    return FewshotSource(file, fmt, columns, str(raw.get("target") or reference), k, tuple(strip), **texts)
+
+
+def _scoring(raw, path: Path) -> ExactMatchScoring | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise EvalkitError(f"{path}: 'scoring' must be a mapping with metric: {' or '.join(SCORING_METRICS)}")
+    metric = raw.get("metric", "exact_match")
+    if metric not in SCORING_METRICS:
+        raise EvalkitError(f"{path}: scoring.metric {metric!r} is not one of {', '.join(SCORING_METRICS)}")
+    if metric == "bleu_rouge":
+        extra = sorted(k for k in raw if k != "metric")
+        if extra:
+            raise EvalkitError(f"{path}: scoring {', '.join(extra)} apply to metric exact_match only; drop them")
+        return None
+    return ExactMatchScoring.from_dict(raw, path)
 
 
 def _slice(value, path: Path) -> tuple[int, int | None]:

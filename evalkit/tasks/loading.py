@@ -16,14 +16,20 @@ COMMON_KEYS = {"task", "type", "language", "citation", "description"}
 # The keys each kind reads, top level and nested: a misspelt key (``max_new_token``) is refused, never ignored.
 KNOWN_KEYS: dict[str, dict[str, set[str]]] = {
     "multiple_choice": {
-        "": COMMON_KEYS | {"data", "splits", "eval_split", "fewshot_split", "categories", "subjects", "prompt_styles"},
+        "": COMMON_KEYS | {"data", "splits", "eval_split", "fewshot_split", "categories", "subjects", "prompt_styles",
+                           "labels"},
         "data": {"dir", "files", "header", "index_column", "columns", "hub", "unlabeled_splits"},
         "data.hub": {"path", "name", "splits"},
         "subjects.*": {"name", "categories"},
     },
     "generation": {
-        "": COMMON_KEYS | {"data", "instruction", "max_new_tokens", "stop", "sacrebleu_tokenize"},
+        "": COMMON_KEYS | {"data", "instruction", "max_new_tokens", "stop", "sacrebleu_tokenize", "prompt",
+                           "chat_template", "fewshot", "scoring"},
         "data": {"path", "format", "input", "reference", "slice", "separator", "hub"},
+        "fewshot": {"path", "format", "input", "target", "num_fewshot", "strip", "separator", "target_delimiter"},
+        "scoring": {"metric", "extract", "fallback", "reference_extract", "ignore_regexes", "normalise", "match"},
+        "scoring.extract.*": {"regex", "select", "group"},
+        "scoring.reference_extract.*": {"regex", "select", "group"},
     },
     "perplexity": {
         "": COMMON_KEYS | {"documents", "window", "stride"},
