@@ -151,8 +151,8 @@ def test_gsm8k_spec_builds_an_8_shot_prompt_from_the_first_train_rows():
 
     spec = resolve_tasks("gsm8k")[0].spec
     assert spec.stop == ("Question:", "</s>", "<|im_end|>") and spec.chat_template is False
-    k = fewshot_count(spec, 0)
-    assert k == 8 and fewshot_count(spec, 3) == 3
+    k = fewshot_count(spec, None)  # --num-fewshot not given: the spec's k
+    assert k == 8 and fewshot_count(spec, 3) == 3 and fewshot_count(spec, 0) == 0
     exemplars, _ = load_exemplars(spec, k)
     train, test = rows("train"), rows("test")
     prompt = build_prompt(spec, exemplars, load_samples(spec, 1).samples[0].input)

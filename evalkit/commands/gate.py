@@ -1,8 +1,9 @@
 """``evalkit gate --baseline REF --candidate REF``: exit 0 (no regression), 1 (regression), 2 (bad input).
 
 REF: a results_*.json file, a run id, accepted:MODEL[@SUITE] or latest:MODEL; comma-separate several
-(e.g. the per-task runs of one night). Multiple choice: McNemar's exact test on per-question outcomes;
-generation: paired bootstrap on per-sample scores; Holm-corrected; a regression must also exceed --min-effect.
+(e.g. the per-task runs of one night). Multiple choice and exact match (gsm8k): McNemar's exact test on
+per-question right/wrong; BLEU/ROUGE: paired bootstrap on per-sample scores; Holm-corrected; a regression
+must also exceed --min-effect.
 """
 
 from __future__ import annotations

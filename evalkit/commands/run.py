@@ -26,7 +26,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", required=True, help="embedded alias, local dir, .gguf file, PEFT adapter dir or hub id")
     p.add_argument("--tasks", required=True, help="comma-separated: mmlu, cmmlu:agronomy, path/to/spec.yaml")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR", help=INCLUDE_HELP)
-    p.add_argument("--num-fewshot", type=int, default=0, choices=range(0, 6), metavar="K", help="0..5 exemplars (dev split)")
+    p.add_argument("--num-fewshot", type=int, default=None, choices=range(0, 33), metavar="K",
+                   help="exemplars before each question: multiple choice 0..5 from the dev split (default 0); "
+                        "generation tasks with a fewshot source default to their spec's k (gsm8k: 8)")
     p.add_argument("--limit", type=int, default=None, help="at most N questions per subject")
     p.add_argument("--batch-size", type=batch_size, default=1, help="N or auto")
     p.add_argument("--prompt-style", default="llamafactory", help="llamafactory (default) or lm_eval")
@@ -133,7 +135,7 @@ def run(args) -> int:
         raise EvalkitError("--limit must be at least 1")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise EvalkitError("--max-new-tokens must be at least 1")
-    config = RunConfig(num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size,
+    config = RunConfig(num_fewshot=args.num_fewshot or 0, fewshot_given=args.num_fewshot is not None, limit=args.limit, batch_size=args.batch_size,
                        prompt_style=args.prompt_style, apply_chat_template=args.apply_chat_template,
                        truncation=args.truncation, seed=args.seed, progress=not args.no_progress,
                        full_prompt=args.full_prompt, max_new_tokens=args.max_new_tokens,
@@ -144,9 +146,10 @@ def run(args) -> int:
                              store=args.store, record=not args.no_store, backend=args.backend,
                              options=options, threads=args.threads)
     print()
-    setting = f"{args.num_fewshot}-shot, prompt style {args.prompt_style}"  # what multiple choice prompts depend on
+    setting = f"{config.num_fewshot}-shot, prompt style {args.prompt_style}"  # what multiple choice prompts depend on
     if all(task["type"] != "multiple_choice" for task in results["tasks"].values()):
-        setting = f"chat template {'off' if args.no_chat_template else 'on when the model has one'}"
+        used = {task.get("chat_template") for task in results["tasks"].values()}
+        setting = "chat template " + ("on" if used == {True} else "off" if used == {False} else "on for some tasks")
     print(f"model: {args.model} ({describe_model(results)}), {setting}")
     print(results_table(results))
     from evalkit.profile import format_profile

@@ -31,7 +31,7 @@ def _score(result) -> str:
         return "-"
     if not isinstance(result.score, (int, float)) or result.score != result.score or abs(result.score) == float("inf"):
         return f"{result.metric} invalid ({result.score!r}; recorded by an older evalkit: re-import the file)"
-    value = result.score * 100 if result.metric == "acc" else result.score
+    value = result.score * 100 if result.metric in ("acc", "exact_match") else result.score
     return f"{result.metric} {value:.2f}"
 
 

@@ -10,6 +10,7 @@ from evalkit.tasks.registry import TaskSelection
 @dataclass
 class RunConfig:
     num_fewshot: int = 0
+    fewshot_given: bool = False  # --num-fewshot was passed: generation specs with a fewshot source then obey it, 0 too
     limit: int | None = None
     batch_size: int | str = 1
     prompt_style: str = "llamafactory"

@@ -35,14 +35,13 @@ class PreparedGeneration:
 
 
 def fewshot_count(spec: GenerationSpec, requested: int | None) -> int:
-    """k exemplars: --num-fewshot when given, else the spec's ``fewshot.num_fewshot``."""
+    """k exemplars: --num-fewshot when given (None: not given), else the spec's ``fewshot.num_fewshot``."""
     if spec.fewshot is None:
         if requested:
             raise EvalkitError(f"task {spec.name} is zero-shot (its spec {spec.path} has no fewshot source); "
                                "drop --num-fewshot")
         return 0
-    # the command line's --num-fewshot defaults to 0, so 0 cannot say "zero-shot" here: it takes the spec's k
-    return requested or spec.fewshot.num_fewshot
+    return spec.fewshot.num_fewshot if requested is None else requested
 
 
 def build_prompt(spec: GenerationSpec, exemplars: list[Sample], text: str) -> str:
@@ -59,7 +58,7 @@ class GenerationEvaluator:
         spec: GenerationSpec = selection.spec  # type: ignore[assignment]
         if selection.subjects:
             raise EvalkitError(f"task {spec.name} ({spec.path}) has no subjects; drop the ':{selection.subjects[0]}'")
-        k = fewshot_count(spec, config.num_fewshot)
+        k = fewshot_count(spec, config.num_fewshot if config.fewshot_given else None)
         if config.split:
             raise EvalkitError(f"task {spec.name} reads the fixed slice its spec names ({spec.path}); drop --split")
         data = load_samples(spec, config.limit)

@@ -15,7 +15,7 @@ from evalkit.resources import builtin_file, resource_dir
 from evalkit.yaml_files import read_yaml
 
 # metric -> multiplier for display (accuracy is stored as a fraction, shown in %)
-DISPLAY_SCALE = {"acc": 100.0}
+DISPLAY_SCALE = {"acc": 100.0, "exact_match": 100.0}
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ def interval(result, column: Column, value: float) -> dict | None:
     block, n = result.result or {}, result.n
     if not n:
         return None
-    if column.metric == "acc":
-        correct = (block.get("micro") or {}).get("correct")
+    if column.metric in ("acc", "exact_match"):  # proportions of right answers: Wilson's interval
+        correct = (block.get("micro") or block).get("correct")
         correct = round(value / column.scale * n) if correct is None else correct
         bounds = wilson_interval(int(correct), int(n))
         return None if bounds is None else {"low": bounds[0] * column.scale, "high": bounds[1] * column.scale,

@@ -93,6 +93,7 @@ class OtherResult(Open):
     type: str
     n: Count | None = None
     num_samples: Count | None = None
+    exact_match: Fraction | None = None
     samples_file: str | None = None
 
     @model_validator(mode="after")
