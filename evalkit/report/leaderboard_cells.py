@@ -64,7 +64,9 @@ def coverage(run, result) -> dict:
     total = _spec_subjects(str((result.result or {}).get("spec") or "")) if subjects else None
     subset = bool(total) and len(subjects) < total
     notes = ([f"limit {limit}"] if limit is not None else []) + ([f"{len(subjects)} of {total} subjects"] if subset else [])
-    return {"n": result.n, "fewshot": config.get("num_fewshot", (result.result or {}).get("num_fewshot")),
+    # the task's own record first: a generation spec's default k (gsm8k: 8) is not in the run's config
+    fewshot = (result.result or {}).get("num_fewshot", config.get("num_fewshot"))
+    return {"n": result.n, "fewshot": fewshot,
             "limit": limit, "subjects": f"{len(subjects)}/{total}" if subset else None,
             "partial": bool(notes), "partial_text": ", ".join(notes), "run": run.id}
 
@@ -85,7 +87,8 @@ def run_cells(run, columns: tuple[Column, ...]) -> dict[str, dict]:
 def setting_of(run) -> tuple:
     """(--limit, few-shot) of a run: with the tasks it cut to a subject subset, the setting of its partial cells."""
     config = run.config or {}
-    return config.get("limit"), config.get("num_fewshot")
+    shots = {(t.result or {}).get("num_fewshot", config.get("num_fewshot")) for t in run.tasks}
+    return config.get("limit"), shots.pop() if len(shots) == 1 else config.get("num_fewshot")
 
 
 def setting_text(limit, fewshot, cuts) -> str:
