@@ -96,3 +96,26 @@ class RunTag(Base):
     suite: Mapped[str] = mapped_column(String(200), default="")  # the suite whose gate accepted it
     night: Mapped[str] = mapped_column(String(40), default="")  # the nightly job's night, e.g. 2026-11-23
     tagged_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
+
+
+class Job(Base):
+    """A queued `evalkit run | train | nightly` command (the board's jobs; ``evalkit jobs`` on the command line).
+
+    The command runs as that CLI command in its own process group, its output in ``log_path``, so a closed
+    browser or a restarted board neither stalls nor loses it. A table of its own: older stores gain it
+    by ``create_all``.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    argv: Mapped[list] = mapped_column(JSON)  # after "evalkit": ["run", "--model", ...]
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued running done failed cancelled
+    user: Mapped[str] = mapped_column(String(200), default="")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)  # also the process group id (its own session)
+    log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
