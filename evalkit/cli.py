@@ -14,7 +14,7 @@ from evalkit.errors import EvalkitError
 COMMANDS = ["evalkit.commands.run", "evalkit.commands.listing"]
 OPTIONAL_COMMANDS = ["evalkit.commands.train", "evalkit.commands.serve", "evalkit.commands.cache", "evalkit.commands.export", "evalkit.commands.profile",
                      "evalkit.commands.store", "evalkit.commands.report", "evalkit.commands.leaderboard",
-                     "evalkit.commands.gate", "evalkit.commands.nightly", "evalkit.commands.jobs"]
+                     "evalkit.commands.gate", "evalkit.commands.nightly", "evalkit.commands.jobs", "evalkit.commands.board"]
 
 
 DESCRIPTION = ("Evaluate language models on benchmarks, fine-tune them, profile them and compare the results. "

@@ -1,0 +1,155 @@
+"""`evalkit board` in headless Chromium, with real processes: launch an evaluation from the form, watch its log
+stream, reload mid-run, close the page and see the job finish, find the run; cancel a job; refuse cross-site
+posts; fetch nothing from outside 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from evalkit.board import jobs
+from tests.test_api_backend import free_port
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    root = tmp_path_factory.mktemp("board")
+    store, port = str(root / "store.sqlite"), free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EVALKIT_REQUEST_CACHE": "off"}
+    process = subprocess.Popen([sys.executable, "-m", "evalkit", "board", "--store", store, "--port", str(port),
+                                "--log-dir", str(root / "logs")], cwd=root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/runs", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read() if process.poll() else "slow"
+        time.sleep(0.3)
+    yield {"url": url, "store": store, "root": root}
+    process.terminate()
+    process.wait(30)
+
+
+def outside_requests(page) -> list[str]:
+    """Route every request: anything not to 127.0.0.1 is refused and remembered (the board must work offline)."""
+    refused = []
+
+    def route(request_route):
+        if re.match(r"^(http://127\.0\.0\.1[:/]|data:|about:)", request_route.request.url):
+            request_route.continue_()
+        else:
+            refused.append(request_route.request.url)
+            request_route.abort()
+    page.route("**/*", route)
+    return refused
+
+
+def wait_for(predicate, seconds: float = 120):
+    deadline = time.monotonic() + seconds
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+    return value
+
+
+def test_launch_watch_reload_close_and_find_the_run(board, browser, tiny_model_dir):
+    context = browser.new_context()
+    page = context.new_page()
+    refused = outside_requests(page)
+    page.goto(f"{board['url']}/jobs")
+    page.fill("input[name=model]", str(tiny_model_dir))
+    page.fill("input[name=tasks]", "cmmlu:agronomy,cmmlu:anatomy")
+    page.fill("input[name=limit]", "8")
+    shown = page.text_content("#command")
+    assert shown == f"evalkit run --model {tiny_model_dir} --tasks cmmlu:agronomy,cmmlu:anatomy --limit 8"
+    page.click("#launch button")
+    page.wait_for_url(re.compile(r".*/jobs/\d+$"))
+    job_id = int(page.url.rsplit("/", 1)[1])
+    job = jobs.get_job(job_id, board["store"])
+    assert job.argv[:5] == ["run", "--model", str(tiny_model_dir), "--tasks", "cmmlu:agronomy,cmmlu:anatomy"]
+    page.wait_for_function("document.getElementById('log').textContent.length > 0 || "
+                           "document.getElementById('progress').textContent.length > 0", timeout=120_000)
+    page.reload()  # mid-run (or just after): the log replays once, no duplicated lines
+    page.wait_for_function("['done', 'failed'].includes(document.getElementById('state').textContent)", timeout=180_000)
+    lines = [line for line in page.text_content("#log").splitlines() if line.strip()]
+    assert page.text_content("#state") == "done", lines[-10:]
+    assert len(lines) == len(set(lines)), lines  # each line once, though the page was reloaded mid-stream
+    assert sum(line.startswith("results:") for line in lines) == 1
+    context.close()
+    # a second job, finished with every page closed
+    second = jobs.submit(["run", "--model", str(tiny_model_dir), "--tasks", "cmmlu:astronomy", "--limit", "3"],
+                         board["store"])
+    assert wait_for(lambda: jobs.get_job(second, board["store"]).state in jobs.FINISHED) and \
+        jobs.get_job(second, board["store"]).state == "done"
+    page = browser.new_page()
+    refused += outside_requests(page)
+    page.goto(f"{board['url']}/runs")
+    assert page.locator("#runs tbody tr").count() >= 2 and "tiny-llama" in page.text_content("#runs")
+    page.goto(f"{board['url']}/leaderboard/")
+    assert "tiny-llama" in page.text_content("body")
+    assert refused == []
+    page.close()
+
+
+def test_the_event_stream_resumes_after_the_last_event_id(board, tiny_model_dir):
+    job_id = jobs.submit(["run", "--model", str(tiny_model_dir), "--tasks", "cmmlu:agronomy", "--limit", "2"],
+                         board["store"])
+    wait_for(lambda: jobs.get_job(job_id, board["store"]).state in jobs.FINISHED)
+    events = httpx.get(f"{board['url']}/jobs/{job_id}/events", timeout=30).text
+    ids = [int(x) for x in re.findall(r"^id: (\d+)$", events, re.M)]
+    assert ids == sorted(ids) and len(ids) > 3 and events.rstrip().endswith("data: done")
+    middle = ids[len(ids) // 2]
+    resumed = httpx.get(f"{board['url']}/jobs/{job_id}/events", headers={"Last-Event-ID": str(middle)}, timeout=30).text
+    assert [int(x) for x in re.findall(r"^id: (\d+)$", resumed, re.M)] == [i for i in ids if i > middle]
+
+
+def test_cancel_from_the_page_kills_the_process_group(board, browser):
+    job_id = jobs.submit(["run", "--model", "smollm2-135m-instruct", "--tasks", "cmmlu", "--limit", "40", "--no-cache"],
+                         board["store"])
+    job = wait_for(lambda: (j := jobs.get_job(job_id, board["store"])).pid and j)
+    page = browser.new_page()
+    page.goto(f"{board['url']}/jobs/{job_id}")
+    page.click("#cancel")
+    page.wait_for_url(re.compile(rf".*/jobs/{job_id}$"))
+    assert wait_for(lambda: jobs.get_job(job_id, board["store"]).state == "cancelled")
+    wait_for(lambda: not _group_alive(job.pid), 30)
+    page.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_posts_without_the_token_or_from_another_site_are_refused(board):
+    with httpx.Client(base_url=board["url"]) as client:
+        client.get("/jobs")  # sets the CSRF cookie
+        token = client.cookies.get("evalkit_csrf")
+        form = {"model": "m", "tasks": "cmmlu:agronomy", "backend": "fake", "limit": "1"}
+        assert client.post("/jobs", data=form).status_code == 403  # no token in the form
+        assert client.post("/jobs", data={**form, "csrf": "forged"}).status_code == 403
+        cross = client.post("/jobs", data={**form, "csrf": token}, headers={"Origin": "http://evil.example"})
+        assert cross.status_code == 403 and "cross-site" in cross.text
+        before = len(jobs.list_jobs(board["store"]))
+        bad = client.post("/jobs", data={**form, "tasks": "nope", "csrf": token})
+        assert bad.status_code == 400 and "unknown task" in bad.text and len(jobs.list_jobs(board["store"])) == before
+
+
+def test_a_non_loopback_bind_is_refused(capsys):
+    from tests.helpers import run_cli
+
+    code, _, err = run_cli(capsys, "board", "--host", "0.0.0.0")
+    assert code == 2 and "loopback" in err and err.count("\n") == 1
