@@ -10,6 +10,7 @@ this server's own origin.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import secrets
 import threading
@@ -29,16 +30,16 @@ HEARTBEAT_S = 10.0
 
 def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = True, root_path: str = "") -> FastAPI:
     stop = threading.Event()
-    app = FastAPI(title="evalkit board", docs_url=None, redoc_url=None, openapi_url=None, root_path=root_path)
 
-    @app.on_event("startup")
-    def start_worker():
-        if workers:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        if workers:  # the queue's worker lives as long as the server; jobs outlive both (own sessions)
             threading.Thread(target=jobs.work, args=(store, log_dir), kwargs={"stop": stop}, daemon=True).start()
-
-    @app.on_event("shutdown")
-    def stop_worker():
+        yield
         stop.set()
+
+    app = FastAPI(title="evalkit board", docs_url=None, redoc_url=None, openapi_url=None, root_path=root_path,
+                  lifespan=lifespan)
 
     def page(request: Request, template: str, **context) -> HTMLResponse:
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
