@@ -148,8 +148,41 @@ def test_posts_without_the_token_or_from_another_site_are_refused(board):
         assert bad.status_code == 400 and "unknown task" in bad.text and len(jobs.list_jobs(board["store"])) == before
 
 
-def test_a_non_loopback_bind_is_refused(capsys):
+def test_a_non_loopback_bind_needs_users(capsys, tmp_path):
     from tests.helpers import run_cli
 
-    code, _, err = run_cli(capsys, "board", "--host", "0.0.0.0")
-    assert code == 2 and "loopback" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "board", "--host", "0.0.0.0", "--store", str(tmp_path / "s.sqlite"))
+    assert code == 2 and "board-users add" in err and err.count("\n") == 1
+
+
+def test_tokens_and_roles_on_a_non_loopback_bind(tmp_path):
+    from evalkit.board import auth
+
+    store, port = str(tmp_path / "store.sqlite"), free_port()
+    viewer, operator = auth.add_user("ann", "viewer", store), auth.add_user("bob", "operator", store)
+    assert all(user.token_sha256 != viewer and len(user.token_sha256) == 64 for user in auth.users(store))  # hashed
+    process = subprocess.Popen([sys.executable, "-m", "evalkit", "board", "--host", "0.0.0.0", "--port", str(port),
+                                "--store", store, "--log-dir", str(tmp_path / "logs"), "--no-worker"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url))
+        assert httpx.get(f"{url}/runs").status_code == 401  # no token
+        assert httpx.get(f"{url}/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        form = {"model": "m", "tasks": "cmmlu:agronomy", "backend": "fake", "limit": "1"}
+        for token, expected in ((viewer, 403), (operator, 303)):
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+                assert client.get("/jobs").status_code == 200
+                posted = client.post("/jobs", data={**form, "csrf": client.cookies.get("evalkit_csrf")})
+                assert posted.status_code == expected, posted.text
+        assert [job.user for job in jobs.list_jobs(store)] == ["bob"]  # only the operator's job was queued
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/login", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from evalkit.board import jobs
+from evalkit.board import auth, jobs
 from evalkit.errors import EvalkitError
 from evalkit.report.render import render
 
@@ -28,7 +28,9 @@ CSRF_COOKIE = "evalkit_csrf"
 HEARTBEAT_S = 10.0
 
 
-def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = True, root_path: str = "") -> FastAPI:
+def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = True, root_path: str = "",
+               require_auth: bool = False) -> FastAPI:
+    """``require_auth``: every request needs a board token (any bind but loopback); else the local user operates."""
     stop = threading.Event()
 
     @contextlib.asynccontextmanager
@@ -40,6 +42,38 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
 
     app = FastAPI(title="evalkit board", docs_url=None, redoc_url=None, openapi_url=None, root_path=root_path,
                   lifespan=lifespan)
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        if not require_auth:
+            request.state.user, request.state.role = "local", "operator"
+            return await call_next(request)
+        if request.url.path.rstrip("/").endswith("/login"):
+            return await call_next(request)
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(auth.TOKEN_COOKIE)
+        user = auth.lookup(token, store)
+        if user is None:
+            return HTMLResponse(f'<p>401: a board token is needed. <a href="{root_path}/login">Log in</a>.</p>', 401)
+        request.state.user, request.state.role = user.user, user.role
+        return await call_next(request)
+
+    def require(request: Request, role: str) -> None:
+        if not auth.allows(request.state.role, role):
+            raise HTTPException(403, f"{request.state.user} is a {request.state.role}; this needs a {role} token")
+
+    @app.get("/login")
+    def login_page(request: Request):
+        return page(request, "board_login.html.j2", page_title="log in")
+
+    @app.post("/login")
+    def login(request: Request, token: str = Form(""), csrf: str = Form("")):
+        check_csrf(request, csrf)
+        if auth.lookup(token, store) is None:
+            raise HTTPException(401, "unknown token")
+        response = RedirectResponse("runs", status_code=303)
+        response.set_cookie(auth.TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
 
     def page(request: Request, template: str, **context) -> HTMLResponse:
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
@@ -85,12 +119,13 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
     def launch(request: Request, csrf: str = Form(""), model: str = Form(...), tasks: str = Form(...),
                num_fewshot: str = Form(""), limit: str = Form(""), backend: str = Form("hf")):
         check_csrf(request, csrf)
+        require(request, "operator")
         argv = ["run", "--model", model, "--tasks", tasks]
         argv += ["--num-fewshot", num_fewshot] if num_fewshot.strip() else []
         argv += ["--limit", limit] if limit.strip() else []
         argv += ["--backend", backend] if backend != "hf" else []
         try:
-            job_id = jobs.submit(argv, store, user="board")
+            job_id = jobs.submit(argv, store, user=request.state.user)
         except EvalkitError as exc:
             raise HTTPException(400, str(exc)) from None
         return RedirectResponse(f"jobs/{job_id}", status_code=303)
@@ -102,6 +137,7 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
     @app.post("/jobs/{job_id}/cancel")
     def cancel(request: Request, job_id: int, csrf: str = Form("")):
         check_csrf(request, csrf)
+        require(request, "operator")
         try:
             jobs.cancel(job_id, store)
         except EvalkitError as exc:
