@@ -186,3 +186,51 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/login", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_two_voters_cast_40_blind_votes_with_the_keyboard(tmp_path, browser, capsys):
+    """Blind: no model name in the page before a vote; the left/right split is recorded; the ranking has intervals."""
+    from evalkit.board import auth
+    from evalkit.store.engine import open_store
+    from evalkit.store.schema import Vote
+    from tests.helpers import run_cli
+
+    store, port = str(tmp_path / "store.sqlite"), free_port()
+    for model in ("base-model", "tuned-model"):
+        assert run_cli(capsys, "run", "--backend", "fake", "--model", model, "--tasks", "alpaca_zh", "--limit", "20",
+                       "--no-progress", "--store", store, "--output-dir", str(tmp_path / "out"))[0] == 0
+    tokens = [auth.add_user(name, "voter", store) for name in ("ann", "cho")]
+    process = subprocess.Popen([sys.executable, "-m", "evalkit", "board", "--host", "0.0.0.0", "--port", str(port),
+                                "--store", store, "--log-dir", str(tmp_path / "logs"), "--no-worker"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url))
+        pages = [browser.new_context(extra_http_headers={"Authorization": f"Bearer {t}"}).new_page() for t in tokens]
+        for page in pages:
+            page.goto(f"{url}/arena?a=1&b=2")
+        keys = ["a", "l", "t", "ArrowLeft", "ArrowRight", "b"]
+        for i in range(40):
+            page = pages[i % 2]
+            text = page.text_content("body")
+            assert "base-model" not in text and "tuned-model" not in text, text[:500]
+            page.keyboard.press(keys[i % len(keys)])
+            page.wait_for_selector("#reveal")
+            assert "base-model" in page.text_content("#reveal") and "tuned-model" in page.text_content("#reveal")
+            page.keyboard.press("n")
+            page.wait_for_load_state()
+        factory, _ = open_store(store)
+        with factory() as session:
+            votes = [v for v in session.query(Vote).all() if v.verdict]
+        assert len(votes) == 40 and {v.voter for v in votes} == {"ann", "cho"}
+        assert {v.left_run for v in votes} == {1, 2}  # both runs were shown on the left
+        assert all(v.seconds is not None and v.seconds >= 0 for v in votes)
+        assert len({(v.voter, v.sample) for v in votes}) == 40  # nobody judged a sample twice
+        page = pages[0]
+        page.goto(f"{url}/rankings?task=alpaca_zh")
+        intervals = page.eval_on_selector_all("#ranking td.ci", "cells => cells.map(c => c.textContent)")
+        assert len(intervals) == 2 and all(re.fullmatch(r"\d+\.\.\d+", text) for text in intervals)
+        assert "sign test" in page.text_content("#pair") and "Position bias" in page.text_content("#bias")
+    finally:
+        process.terminate()
+        process.wait(30)

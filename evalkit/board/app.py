@@ -187,6 +187,43 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
         except EvalkitError as exc:
             raise HTTPException(404, str(exc)) from None
 
+    @app.get("/arena")
+    def arena_page(request: Request, a: int | None = None, b: int | None = None):
+        from evalkit.board import arena
+
+        if a is None or b is None:
+            from evalkit.store.frames import runs_with_scores
+
+            frame = runs_with_scores(store)
+            choices = frame[frame.metric.isin(["rouge-l", "bleu-4"])].to_dict(orient="records")
+            return page(request, "board_arena.html.j2", page_title="blind arena", choices=choices)
+        try:
+            trial = arena.next_trial(store, a, b, request.state.user)
+            task = arena.pairs(store, a, b)[0]
+        except EvalkitError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return page(request, "board_arena.html.j2", page_title="blind arena", trial=trial, a=a, b=b, task=task)
+
+    @app.post("/arena/vote")
+    def arena_vote(request: Request, csrf: str = Form(""), trial: int = Form(...), verdict: str = Form(...),
+                   a: int = Form(...), b: int = Form(...)):
+        from evalkit.board import arena
+
+        check_csrf(request, csrf)
+        require(request, "voter")
+        try:
+            revealed = arena.vote(store, trial, verdict, request.state.user)
+        except EvalkitError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return page(request, "board_reveal.html.j2", page_title="revealed", revealed=revealed, a=a, b=b)
+
+    @app.get("/rankings")
+    def rankings_page(request: Request, task: str = "alpaca_zh"):
+        from evalkit.board import arena
+
+        return page(request, "board_rankings.html.j2", page_title=f"rankings: {task}", task=task,
+                    result=arena.rankings(store, task))
+
     @app.get("/leaderboard/")
     def leaderboard():
         """The leaderboard site as `evalkit leaderboard` writes it, rebuilt from the store on each visit."""

@@ -131,3 +131,27 @@ class BoardToken(Base):
     role: Mapped[str] = mapped_column(String(16))  # viewer | voter | operator
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
+
+
+class Vote(Base):
+    """One blind A/B judgement: a prompt, two stored runs' answers shown left and right, and the verdict.
+
+    The row is made when the pair is shown (verdict empty) so the page never needs the models' names;
+    the vote fills it in. ``base_key`` is the model the comparison is anchored at.
+    """
+
+    __tablename__ = "votes"
+    __table_args__ = (Index("ix_vote_task", "task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(200))
+    sample: Mapped[str] = mapped_column(String(200))  # the sample's index in the task's data
+    left_run: Mapped[int] = mapped_column(Integer)
+    right_run: Mapped[int] = mapped_column(Integer)
+    left_key: Mapped[str] = mapped_column(String(64))  # model keys (weights hashes), as the store has them
+    right_key: Mapped[str] = mapped_column(String(64))
+    base_key: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)  # left right tie both_bad
+    voter: Mapped[str] = mapped_column(String(200), default="")
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # from shown to voted
+    shown_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
