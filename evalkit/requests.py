@@ -24,14 +24,20 @@ class MultipleChoiceRequest:
     question: str  # this question's text, appended to ``prefix``
     gold: str
     chat: bool = False  # prompt already carries the chat template's special tokens
+    labels: tuple[str, ...] = LETTERS  # this question's options: the first len(labels) of the spec's targets
 
     @property
     def prompt(self) -> str:
         return self.prefix + self.question
 
 
+def render_options(style: PromptStyle, question: Question) -> str:
+    """The ``{options}`` placeholder: one ``style.option`` line ("A. text") per option of the question."""
+    return "\n".join(style.option.format(label=label, text=text) for label, text in zip(question.labels, question.choices))
+
+
 def render_example(style: PromptStyle, question: Question, with_answer: bool) -> str:
-    text = style.example.format(**question.fields())
+    text = style.example.format(**question.fields(), options=render_options(style, question))
     if with_answer:
         text += style.target.format(answer=question.answer) + style.separator
     return text
@@ -46,8 +52,8 @@ def build_requests(spec: MultipleChoiceSpec, style_name: str, subject: str, ques
     if chat:
         return [_chat_request(spec, style, header, subject, q, exemplars, tokenizer) for q in questions]
     prefix = header + "".join(render_example(style, e, True) for e in exemplars)
-    return [MultipleChoiceRequest(spec.name, subject, q.index, prefix, render_example(style, q, False), q.answer)
-            for q in questions]
+    return [MultipleChoiceRequest(spec.name, subject, q.index, prefix, render_example(style, q, False), q.answer,
+                                  labels=q.labels) for q in questions]
 
 
 def _chat_request(spec, style, header, subject, question, exemplars, tokenizer) -> MultipleChoiceRequest:
@@ -71,10 +77,13 @@ def _chat_request(spec, style, header, subject, question, exemplars, tokenizer) 
     cut = probe.index(CHAT_SENTINEL)
     while not full.startswith(probe[:cut]):
         cut -= 1
-    return MultipleChoiceRequest(spec.name, subject, question.index, full[:cut], full[cut:], question.answer, chat=True)
+    return MultipleChoiceRequest(spec.name, subject, question.index, full[:cut], full[cut:], question.answer, chat=True,
+                                 labels=question.labels)
 
 
 def choice_targets(spec: MultipleChoiceSpec, style_name: str) -> list[str]:
-    """The continuation whose first token is scored for each letter ("A" or " A")."""
+    """The continuation whose first token is scored for each of the spec's labels ("A" or " A"), in label order.
+
+    A question with fewer options is scored over the first ``len(request.labels)`` of them only."""
     style = spec.prompt_styles[style_name]
-    return [style.target.format(answer=letter) for letter in LETTERS]
+    return [style.target.format(answer=label) for label in spec.option_labels]

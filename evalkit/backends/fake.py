@@ -17,8 +17,7 @@ from pydantic import Field
 
 from evalkit.backends.base import Backend, BackendOptions, CacheOpener
 from evalkit.backends.outputs import (ChoiceScore, Generation, best_letter, clean_generation, generation_timing,
-                                      letter_probabilities)
-from evalkit.tasks.mc_data import LETTERS
+                                      letter_probabilities, options_key)
 
 CONTEXT = 4096  # "tokens" are UTF-8 bytes here
 
@@ -78,11 +77,12 @@ class FakeBackend(Backend):
         seed = self.options.seed
 
         def probabilities(payload: dict) -> list[float]:
-            return letter_probabilities([4 * _unit(self.model, seed, payload["prompt"], t) for t in targets])
+            own = targets[:payload.get("options", len(targets))]  # the question's own labels only
+            return letter_probabilities([4 * _unit(self.model, seed, payload["prompt"], t) for t in own])
 
-        payloads = [{"prompt": r.prompt, "targets": list(targets)} for r in requests]
+        payloads = [{"prompt": r.prompt, "targets": list(targets), **options_key(r, targets)} for r in requests]
         rows = self._through_cache("multiple_choice", payloads, config.batch_size, probabilities)
-        return [ChoiceScore(r, p, best_letter(p, LETTERS), len(r.prompt.encode("utf-8")), False)
+        return [ChoiceScore(r, p, best_letter(p, r.labels), len(r.prompt.encode("utf-8")), False)
                 for r, p in zip(requests, rows)]
 
     def generate(self, texts, *, chat, max_new_tokens, stop, config, label):

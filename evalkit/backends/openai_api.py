@@ -1,14 +1,14 @@
 """``--backend openai``: any OpenAI-compatible server (evalkit serve, vLLM, llama.cpp, LLaMA-Factory's api).
 
 Multiple choice (``--mc-mode logprobs``, the default) asks the completions endpoint for one token
-with the top log-probabilities at the next position and takes the softmax over the four letters'
-log-probabilities: log-softmax differs from the logits by one constant, so this equals the hf
-backend's softmax over the four letter logits. With ``--tokenizer`` the four letters also get an
-equal ``logit_bias`` (a shared shift leaves their softmax unchanged), which puts them in the top
-log-probabilities whatever the server's cut-off. A server that returns no log-probabilities, or
-not all four letters, stops the run with one line: never a silent guess (lm-eval users were bitten by
-API backends scoring at chance). ``--mc-mode generate`` parses a letter from a short greedy answer
-instead; the rule is PARSE_RULE and unparsed answers are counted.
+with the top log-probabilities at the next position and takes the softmax over the question's own
+labels' log-probabilities (A-D for the shipped specs): log-softmax differs from the logits by one
+constant, so this equals the hf backend's softmax over those label logits. With ``--tokenizer`` the
+question's labels also get an equal ``logit_bias`` (a shared shift leaves their softmax unchanged),
+which puts them in the top log-probabilities whatever the server's cut-off. A server that returns no
+log-probabilities, or not all of the labels, stops the run with one line: never a silent guess
+(lm-eval users were bitten by API backends scoring at chance). ``--mc-mode generate`` parses a label
+from a short greedy answer instead; the rule is outputs.parse_rule and unparsed answers are counted.
 
 Generation uses chat completions (the server applies the model's chat template) or completions
 with ``--no-chat-template``. Requests run concurrently (asyncio, the official ``openai`` client,
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import time
 
 from typing import Literal
@@ -29,13 +28,11 @@ from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from evalkit.backends.base import Backend, BackendOptions, CacheOpener
-from evalkit.backends.outputs import (ChoiceScore, Generation, best_letter, choice_token_ids, clean_generation,
-                                      generation_timing, letter_probabilities)
+from evalkit.backends.outputs import (PARSE_RULE, ChoiceScore, Generation, best_letter,  # noqa: F401  (re-exported)
+                                      choice_token_ids, clean_generation, generation_timing, letter_probabilities,
+                                      option_count, options_key, parse_rule)
 from evalkit.errors import EvalkitError
-from evalkit.tasks.mc_data import LETTERS
 
-# --mc-mode generate: the first letter A-D of the answer, alone or followed by ".", ")" or a non-letter.
-PARSE_RULE = re.compile(r"^\W*([ABCD])(?![A-Za-z])")
 GENERATE_MC_TOKENS = 8
 
 
@@ -124,16 +121,21 @@ class OpenAIBackend(Backend):
     def score_choices(self, requests, targets, config, label):
         if config.truncation == "left":
             raise EvalkitError("--truncation left needs the model's tokenizer in process; use --backend hf")
-        keys = [{"prompt": r.prompt, "chat": r.chat, "targets": targets} for r in requests]
+        keys = [{"prompt": r.prompt, "chat": r.chat, "targets": targets, **options_key(r, targets)} for r in requests]
         if self.options.mc_mode == "generate":
             return self._run(label, requests, lambda client, r: self._choice_by_text(client, r), config.progress,
                              "multiple_choice", keys)
-        bias, names = None, list(targets)  # the letters as the server names their tokens ("A", or " A")
+        ids, names = None, list(targets)  # the labels as the server names their tokens ("A", or " A")
         if self._tokenizer is not None:
             ids = choice_token_ids(self._tokenizer, targets)
-            bias, names = {str(i): 100 for i in ids}, [self._tokenizer.decode([i]) for i in ids]
-        return self._run(label, requests, lambda client, r: self._choice_by_logprobs(client, r, names, bias),
-                         config.progress, "multiple_choice", keys)
+            names = [self._tokenizer.decode([i]) for i in ids]
+
+        def score(client, request):
+            count = option_count(request, targets)  # only the question's own labels: biased in, and scored
+            bias = {str(i): 100 for i in ids[:count]} if ids is not None else None
+            return self._choice_by_logprobs(client, request, names[:count], bias)
+
+        return self._run(label, requests, score, config.progress, "multiple_choice", keys)
 
     async def _choice_by_logprobs(self, client, request, names, bias) -> ChoiceScore:
         response = await client.completions.create(
@@ -149,15 +151,16 @@ class OpenAIBackend(Backend):
         if missing:
             raise EvalkitError(f"{self.options.base_url}: the letters {missing} are not among the top "
                                f"{len(top)} log-probabilities for {request.subject} #{request.index}; pass --tokenizer "
-                               "MODEL so evalkit can bias the four letters into them (logit_bias), or raise --top-logprobs")
+                               f"MODEL so evalkit can bias the {len(names)} letters into them (logit_bias), or raise "
+                               "--top-logprobs")
         probabilities = letter_probabilities([top[name] for name in names])
-        prediction = best_letter(probabilities, LETTERS)
+        prediction = best_letter(probabilities, request.labels)
         return ChoiceScore(request, probabilities, prediction, response.usage.prompt_tokens if response.usage else 0, False)
 
     async def _choice_by_text(self, client, request) -> ChoiceScore:
         response = await client.completions.create(model=self.model, prompt=request.prompt, max_tokens=GENERATE_MC_TOKENS,
                                                    temperature=0, **_special_tokens(request.chat))
-        match = PARSE_RULE.match(response.choices[0].text or "")  # no match: counted as n_unparsed, scored wrong
+        match = parse_rule(request.labels).match(response.choices[0].text or "")  # no match: counted as n_unparsed, scored wrong
         return ChoiceScore(request, None, match.group(1) if match else None,
                            response.usage.prompt_tokens if response.usage else 0, False)
 

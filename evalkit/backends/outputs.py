@@ -7,7 +7,9 @@ timing record holds) live here once, so ``openai`` builds results without import
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -19,10 +21,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class ChoiceScore:
-    """One multiple-choice question: the probabilities over its answer letters and the letter chosen."""
+    """One multiple-choice question: the probabilities over its own answer labels and the label chosen."""
 
     request: MultipleChoiceRequest
-    probabilities: list[float] | None  # softmax over the letters; None where the backend parsed a letter from text
+    probabilities: list[float] | None  # softmax over request.labels; None where the backend parsed a letter from text
     prediction: str | None  # None: no letter could be parsed (counted as unparsed, scored wrong)
     prompt_tokens: int
     truncated: bool  # the prompt lost its first tokens to fit the context (--truncation left)
@@ -76,6 +78,37 @@ def letter_probabilities(logprobs: Sequence[float]) -> list[float]:
 def best_letter(probabilities: Sequence[float], letters: Sequence[str]) -> str:
     """The letter with the highest probability; the first one on a tie (as argmax)."""
     return letters[max(range(len(probabilities)), key=probabilities.__getitem__)]
+
+
+# --mc-mode generate: the first letter A-D of the answer, alone or followed by ".", ")" or a non-letter.
+PARSE_RULE = re.compile(r"^\W*([ABCD])(?![A-Za-z])")
+
+
+@functools.lru_cache(maxsize=64)
+def parse_rule(labels: tuple[str, ...]) -> re.Pattern:
+    """PARSE_RULE for a question's own labels: the first label of the answer, not run on into a letter
+    (nor a digit, for digit labels: "12" is not "1")."""
+    if labels == ("A", "B", "C", "D"):
+        return PARSE_RULE
+    alternatives = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
+    after = "A-Za-z0-9" if any(c.isdigit() for label in labels for c in label) else "A-Za-z"
+    return re.compile(rf"^\W*({alternatives})(?![{after}])")
+
+
+def option_count(request: MultipleChoiceRequest, targets: Sequence[str]) -> int:
+    """How many of ``targets`` (the spec's labels, in order) are this question's options: its first ones."""
+    count = len(request.labels)
+    if not 2 <= count <= len(targets):
+        raise EvalkitError(f"{request.task} {request.subject} #{request.index} has {count} options but the task "
+                           f"scores {len(targets)} labels; a backend was handed mismatched targets")
+    return count
+
+
+def options_key(request: MultipleChoiceRequest, targets: Sequence[str]) -> dict:
+    """The request-cache key's part for a question with fewer options than ``targets``: {} for a full one,
+    so the keys (and cached answers) of full questions stay what they were before labels varied."""
+    count = option_count(request, targets)
+    return {} if count == len(targets) else {"options": count}
 
 
 def choice_token_ids(tokenizer, targets: list[str]) -> list[int]:

@@ -1,9 +1,9 @@
 """``--backend vllm``: vLLM's engine in process (``vllm.LLM``), the same three questions as ``hf``.
 
-* Multiple choice: one engine step per question, ``max_tokens=1`` with ``allowed_token_ids`` = the four
-  letter tokens and the engine's ``logprobs_mode="processed_logprobs"``: the returned log-probabilities
-  are then exactly the four letters, renormalised over them, which is evalkit's softmax over the four
-  letter logits. Prefix caching is on, so each subject's few-shot prefix is computed once.
+* Multiple choice: one engine step per question, ``max_tokens=1`` with ``allowed_token_ids`` = the
+  question's own label tokens (A-D for the shipped specs) and the engine's ``logprobs_mode="processed_logprobs"``:
+  the returned log-probabilities are then exactly those labels, renormalised over them, which is evalkit's
+  softmax over their logits. Prefix caching is on, so each subject's few-shot prefix is computed once.
 * Generation: greedy, the model's EOS and the task's stop strings, the chat template rendered by
   evalkit (backends/hf/generation.py ``render_prompt``) and decoded/cleaned by the same rule as ``hf``.
 * Perplexity: ``prompt_logprobs`` over the same sliding windows as profile/perplexity.py, a few
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from evalkit.backends.base import BackendOptions, CacheOpener, InProcessBackend
 from evalkit.backends.outputs import (ChoiceScore, Generation, best_letter, choice_token_ids, clean_generation,
-                                      generation_timing, letter_probabilities)
+                                      generation_timing, letter_probabilities, option_count, options_key)
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import LoadedModel
 
@@ -39,6 +39,13 @@ def _dtype_name(dtype: str, device: str) -> str:
     from evalkit.models.loader import pick_dtype
 
     return str(pick_dtype(dtype, device)).replace("torch.", "")
+
+
+def choice_sampling(letter_ids: list[int], counts: list[int]) -> dict[int, dict]:
+    """``SamplingParams`` keywords per option count: one token, chosen among (and log-probabilities for)
+    the first ``count`` label tokens only, so a 3-option question is renormalised over its 3 labels."""
+    return {count: {"max_tokens": 1, "temperature": 0.0, "logprobs": count, "allowed_token_ids": letter_ids[:count]}
+            for count in sorted(set(counts))}
 
 
 def _engine_flag(flag: str) -> dict:
@@ -180,33 +187,37 @@ class VLLMBackend(InProcessBackend):
         from vllm import SamplingParams
 
         from evalkit.backends.hf.multiple_choice import tokenize_prompts
-        from evalkit.tasks.mc_data import LETTERS
 
         if not requests:
             return []
         letter_ids = choice_token_ids(self.lm.tokenizer, targets)
+        counts = [option_count(r, targets) for r in requests]
         # one token is generated after the prompt, so a prompt may fill the context less one
         shim = LoadedModel(None, self.lm.tokenizer, self.lm.identity, self.lm.device, self.lm.dtype,
                            self.lm.context_length - 1)
         sequences, truncated = tokenize_prompts(shim, requests, config.truncation, label)
-        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=len(letter_ids), allowed_token_ids=letter_ids)
+        params = {count: SamplingParams(**kwargs) for count, kwargs in choice_sampling(letter_ids, counts).items()}
         common = {"targets": targets, "truncation": config.truncation, "context": shim.context_length}
-        memo = self.memo("multiple_choice", [{"prompt_ids": ids, **common} for ids in sequences])
+        memo = self.memo("multiple_choice", [{"prompt_ids": ids, **common, **options_key(r, targets)}
+                                             for ids, r in zip(sequences, requests)])
 
         def compute(batch: list[int]) -> list[list[float]]:
             rows = []
-            for output in self._run([sequences[i] for i in batch], params):
+            # one SamplingParams for the batch, as before labels varied; one per prompt where option counts differ
+            wanted = params[counts[batch[0]]] if len(params) == 1 else [params[counts[i]] for i in batch]
+            for i, output in zip(batch, self._run([sequences[i] for i in batch], wanted)):
+                own = letter_ids[:counts[i]]
                 logprobs = output.outputs[0].logprobs[0]
-                missing = [t for t, i in zip(targets, letter_ids) if i not in logprobs]
+                missing = [t for t, token in zip(targets, own) if token not in logprobs]
                 if missing:  # cannot happen with allowed_token_ids; a silent guess would be worse than a stop
                     raise EvalkitError(f"vLLM returned no log-probability for the letters {missing}; "
                                        "this vLLM version does not honour allowed_token_ids: use --backend hf")
-                # float64 softmax over the letters (already renormalised by vLLM, to fp32)
-                rows.append(letter_probabilities([logprobs[i].logprob for i in letter_ids]))
+                # float64 softmax over the question's labels (already renormalised by vLLM, to fp32)
+                rows.append(letter_probabilities([logprobs[token].logprob for token in own]))
             return rows
 
         probabilities = self._chunks(len(requests), memo, compute, label or "scoring", "q", config.progress)
-        return [ChoiceScore(r, p, best_letter(p, LETTERS), len(s), t)
+        return [ChoiceScore(r, p, best_letter(p, r.labels), len(s), t)
                 for r, p, s, t in zip(requests, probabilities, sequences, truncated)]
 
     # -- generation ----------------------------------------------------------------------------------------

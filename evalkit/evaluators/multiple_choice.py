@@ -1,4 +1,5 @@
-"""Multiple-choice benchmarks (MMLU, CMMLU, C-Eval): letter scoring, per subject and category."""
+"""Multiple-choice benchmarks (MMLU, CMMLU, C-Eval, or any spec with 2-26 options): label scoring, per subject
+and category."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ class MultipleChoiceEvaluator:
                 "task": spec.name, "subject": request.subject, "index": request.index, "id": ident,
                 "prompt_sha256": sha256_text(request.prompt), "prompt_tokens": score.prompt_tokens,
                 "truncated": score.truncated,
-                "probabilities": dict(zip("ABCD", score.probabilities)) if score.probabilities else None,
+                "probabilities": dict(zip(request.labels, score.probabilities)) if score.probabilities else None,
                 "prediction": score.prediction,
             }
             if labeled:

@@ -8,6 +8,7 @@ into the one its ``type`` names.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,16 @@ class Subject:
 @dataclass(frozen=True)
 class PromptStyle:
     header: str  # once per prompt, may use {subject}
-    example: str  # one question: {question}, {question_stripped}, {A}..{D}
+    example: str  # one question: {question}, {question_stripped}, {options}, and each option by its label ({A}..{D})
     target: str  # the answer appended after ``example``: "{answer}" or " {answer}"
     separator: str = "\n\n"  # after each exemplar
+    option: str = "{label}. {text}"  # one line of {options}, per option of the question
+
+
+# ``labels:`` in a spec: letters (the default), digits, or the spec's own list
+LABEL_SETS = {"letters": tuple(string.ascii_uppercase), "digits": tuple("123456789")}
+MAX_OPTIONS = 26
+RESERVED_FIELDS = ("question", "question_stripped", "options", "answer", "id")
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class MultipleChoiceSpec(TaskSpec):
     categories: tuple[str, ...] = ()
     subjects: dict[str, Subject] = field(default_factory=dict)
     prompt_styles: dict[str, PromptStyle] = field(default_factory=dict)
+    option_labels: tuple[str, ...] = ("A", "B", "C", "D")  # one per option column, in order: the most a question has
 
     @classmethod
     def from_dict(cls, raw: dict, path: Path) -> "MultipleChoiceSpec":
@@ -93,7 +102,36 @@ class MultipleChoiceSpec(TaskSpec):
             splits=tuple(raw.get("splits") or (raw["eval_split"], raw.get("fewshot_split", "dev"))),
             eval_split=raw["eval_split"], fewshot_split=raw.get("fewshot_split", "dev"),
             categories=tuple(raw.get("categories") or ()), subjects=subjects, prompt_styles=styles,
+            option_labels=option_labels(raw, path),
         )
+
+
+def option_labels(raw: dict, path: Path) -> tuple[str, ...]:
+    """The labels of the spec's option columns: the ``data.columns`` entries named by a label, which must be
+    the first labels in order (A, B, C: no gap). Without ``data.columns``: the first four labels (A-D), or
+    every label of a ``labels:`` list."""
+    value = raw.get("labels", "letters")
+    if isinstance(value, str) and value in LABEL_SETS:
+        labels = LABEL_SETS[value]
+    elif isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        labels = tuple(str(v).strip() for v in value)
+        if not 2 <= len(labels) <= MAX_OPTIONS or len(set(labels)) != len(labels) or not all(labels) \
+                or set(labels) & set(RESERVED_FIELDS):
+            raise EvalkitError(f"{path}: labels must be 2 to {MAX_OPTIONS} distinct, non-empty labels other than "
+                               f"{', '.join(RESERVED_FIELDS)}, e.g. labels: [A, B, C, D, E]")
+    else:
+        raise EvalkitError(f"{path}: labels must be letters, digits or a list such as [A, B, C, D, E]; fix 'labels'")
+    columns = raw["data"].get("columns")
+    if columns is None:
+        return labels if isinstance(value, list) else labels[:4]
+    if not isinstance(columns, (dict, list)):
+        raise EvalkitError(f"{path}: data.columns must be a mapping (field: header name) or a list (fields by position)")
+    named = [str(c) for c in columns]  # a mapping's keys, or a list's entries; YAML reads `1:` as an int
+    options = tuple(c for c in named if c in labels)
+    if len(options) < 2 or options != labels[:len(options)]:
+        raise EvalkitError(f"{path}: data.columns names the options {', '.join(options) or 'none'}; name at least two, "
+                           f"the first labels in order ({', '.join(labels[:max(len(options), 2)])}), or set 'labels'")
+    return options
 
 
 def _require(raw: dict, keys: list[str], path: Path) -> None:

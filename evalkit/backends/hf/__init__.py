@@ -52,7 +52,10 @@ class HFBackend(InProcessBackend):
 
         common = {"targets": targets, "truncation": config.truncation, "context": self.lm.context_length,
                   "full_prompt": config.full_prompt}
-        memo = self.memo("multiple_choice", [{"prompt": r.prompt, "chat": r.chat, **common} for r in requests])
+        from evalkit.backends.outputs import options_key
+
+        memo = self.memo("multiple_choice", [{"prompt": r.prompt, "chat": r.chat, **common, **options_key(r, targets)}
+                                             for r in requests])
         return score_multiple_choice(self.lm, requests, targets, config.batch_size, config.truncation, label=label,
                                      progress=config.progress, reuse_prefix=not config.full_prompt, memo=memo)
 

@@ -1,7 +1,8 @@
-"""Letter scoring: one forward pass per question, softmax over the four answer-letter logits.
+"""Letter scoring: one forward pass per question, softmax over its answer-label logits.
 
 This is LLaMA-Factory's method (and lm-evaluation-harness's for single-token continuations):
-the logits at the last prompt position, restricted to the tokens of A, B, C and D. By default
+the logits at the last prompt position, restricted to the tokens of the labels (A, B, C and D for
+the shipped specs); a question with fewer options than the spec is scored over its own. By default
 each subject's shared few-shot prefix is computed once and only the question suffixes run
 (evalkit/backends/hf/prefix_cache.py); ``reuse_prefix=False`` computes every prompt whole.
 """
@@ -13,14 +14,13 @@ import sys
 import torch
 from tqdm.auto import tqdm
 
-from evalkit.backends.outputs import ChoiceScore, best_letter, choice_token_ids  # noqa: F401  (re-exported)
+from evalkit.backends.outputs import ChoiceScore, best_letter, choice_token_ids, option_count  # noqa: F401  (re-exported)
 from evalkit.errors import EvalkitError
 from evalkit.models.loader import LoadedModel
 from evalkit.requests import MultipleChoiceRequest
 from evalkit.backends.hf.batching import HalvingOnOom, auto_batch_size, length_sorted_batches, logits_only_at, right_padded
 from evalkit.backends.hf.prefix_cache import common_prefix_length, prefix_cache, suffix_last_logits, supports_prefix_reuse
 from evalkit.backends.hf.shared_prefix_attention import supports_shared_prefix_attention
-from evalkit.tasks.mc_data import LETTERS
 
 # Length buckets: a batch closes before its pad tokens exceed 10% of its real tokens. Pads cost
 # full compute; a subject's question suffixes vary ~3x in length (unbounded, batch 8 pads ~30%).
@@ -70,6 +70,7 @@ def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest]
     if not requests:
         return []
     letter_ids = torch.tensor(choice_token_ids(lm.tokenizer, targets))
+    counts = [option_count(r, targets) for r in requests]
     sequences, truncated = tokenize_prompts(lm, requests, truncation, label)
     lengths = [len(s) for s in sequences]
     groups = prefix_groups(requests, sequences, truncated) if reuse_prefix and supports_prefix_reuse(lm.model) else []
@@ -79,10 +80,10 @@ def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest]
     results: list[ChoiceScore | None] = [None] * len(requests)
     bar = tqdm(total=len(requests), desc=label or "scoring", unit="q", disable=not progress, dynamic_ncols=True)
 
-    def record(batch: list[int], probs: torch.Tensor) -> None:
+    def record(batch: list[int], probs: list[list[float]]) -> None:
         for row, i in enumerate(batch):
-            p = probs[row].tolist()
-            results[i] = ChoiceScore(requests[i], p, best_letter(p, LETTERS), lengths[i], truncated[i])
+            p = probs[row]
+            results[i] = ChoiceScore(requests[i], p, best_letter(p, requests[i].labels), lengths[i], truncated[i])
         if memo is not None:
             bar.set_postfix(memo.postfix(), refresh=False)
         bar.update(len(batch))
@@ -91,12 +92,12 @@ def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest]
         if memo is None:
             return forward
 
-        def run(batch: list[int]) -> torch.Tensor:
+        def run(batch: list[int]) -> list[list[float]]:
             hit = memo.cached(batch)
             if hit is not None:  # float64 lists round-trip exactly through the cache's JSON
-                return torch.tensor(hit, dtype=torch.float64)
+                return hit
             probs = forward(batch)
-            memo.save(batch, probs.tolist())
+            memo.save(batch, probs)
             return probs
 
         return run
@@ -105,7 +106,8 @@ def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest]
         size = _batch_size(batch_size, lm, max(lengths[i] for i in plain))
         runner = HalvingOnOom()
         batches = [[plain[j] for j in b] for b in length_sorted_batches([lengths[i] for i in plain], size, MAX_PADDING)]
-        forward_plain = memoised(lambda b: _forward_letters(lm, [sequences[i] for i in b], letter_ids))
+        forward_plain = memoised(lambda b: _forward_letters(lm, [sequences[i] for i in b], letter_ids,
+                                                            [counts[i] for i in b]))
         for batch, probs in runner.run(batches, forward_plain):
             record(batch, probs)
     runner = HalvingOnOom()  # one for all subjects: a size that ran out of memory once is not retried
@@ -118,7 +120,7 @@ def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest]
         batches = [[members[j] for j in b] for b in length_sorted_batches(suffix_lengths, size, bound)]
         if memo is not None and all(memo.has(b) for b in batches):  # nothing left to compute for this prefix
             for batch in batches:
-                record(batch, torch.tensor(memo.cached(batch), dtype=torch.float64))
+                record(batch, memo.cached(batch))
             continue
         try:
             cache = prefix_cache(lm.model, sequences[members[0]][:prefix_length], lm.device)
@@ -126,10 +128,10 @@ def score_multiple_choice(lm: LoadedModel, requests: list[MultipleChoiceRequest]
             raise EvalkitError(f"out of GPU memory computing a {prefix_length}-token prefix of {label}; "
                                "lower --num-fewshot or use a smaller model") from None
 
-        def forward(batch: list[int]) -> torch.Tensor:
+        def forward(batch: list[int]) -> list[list[float]]:
             logits = suffix_last_logits(lm.model, cache, prefix_length, [suffixes[i] for i in batch],
                                         lm.tokenizer.pad_token_id, lm.device, columns=letter_ids)
-            return _letter_probabilities(logits)
+            return _letter_probabilities(logits, [counts[i] for i in batch])
 
         for batch, probs in runner.run(batches, memoised(forward)):
             record(batch, probs)
@@ -164,15 +166,22 @@ def _batch_size(batch_size: int | str, lm: LoadedModel, longest: int, cached: in
     return int(batch_size)
 
 
-def _letter_probabilities(letter_logits: torch.Tensor) -> torch.Tensor:
-    # float64 softmax over four numbers: cheap, and keeps probabilities comparable to 1e-12.
-    return torch.softmax(letter_logits.double(), dim=-1).cpu()
+def _letter_probabilities(letter_logits: torch.Tensor, counts: list[int]) -> list[list[float]]:
+    """Per row, the float64 softmax over its first ``counts[row]`` label logits (its own options).
+
+    float64 over a few numbers: cheap, and keeps probabilities comparable to 1e-12. Rows with every
+    label (all of MMLU, CMMLU, C-Eval) take the one batched softmax, exactly as before labels varied."""
+    logits = letter_logits.double()
+    if all(count == logits.shape[-1] for count in counts):
+        return torch.softmax(logits, dim=-1).cpu().tolist()
+    return [torch.softmax(row[:count], dim=-1).cpu().tolist() for row, count in zip(logits, counts)]
 
 
 @torch.inference_mode()
-def _forward_letters(lm: LoadedModel, sequences: list[list[int]], letter_ids: torch.Tensor) -> torch.Tensor:
+def _forward_letters(lm: LoadedModel, sequences: list[list[int]], letter_ids: torch.Tensor,
+                     counts: list[int]) -> list[list[float]]:
     ids, mask = right_padded(sequences, lm.tokenizer.pad_token_id, lm.device)
     last = mask.sum(dim=1) - 1
     with logits_only_at(lm.model, last, columns=letter_ids):
         logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, -1, :]
-    return _letter_probabilities(logits)
+    return _letter_probabilities(logits, counts)
