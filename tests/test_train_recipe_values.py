@@ -79,3 +79,11 @@ def test_good_overrides_are_kept():
                                                 "report_to=none", "lr_scheduler_type=linear", "val_size=0.1"])
     assert (recipe.max_steps, recipe.lora_target, recipe.seed) == (3, ["q_proj", "v_proj"], 2**32 - 1)
     assert (recipe.report_to, recipe.lr_scheduler_type, recipe.val_size) == ("none", "linear", 0.1)
+
+
+@pytest.mark.parametrize("value", ["{a: b}", "{instruction: [1]}", "{output: ''}"])
+def test_dataset_columns_must_map_a_format_column_to_a_key(tmp_path, capsys, value):
+    code, _, err = run_cli(capsys, "train", "trainers/gsm8k_lora.yaml", f"dataset_columns={value}",
+                           f"output_dir={tmp_path / 'out'}")
+    assert code == 2 and "dataset_columns maps" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

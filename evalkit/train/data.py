@@ -81,6 +81,19 @@ def _read_hub(name: str) -> tuple[list, dict]:
     return [dict(r) for r in dataset], {"dataset": name, "hub_fingerprint": dataset._fingerprint}
 
 
+def rename_columns(records: list, columns: dict[str, str], source: str) -> list:
+    """Records with ``columns``' targets (instruction, output, ...) read from the dataset's own keys."""
+    renamed = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise EvalkitError(f"{source}: record {index} is not an object")
+        missing = [key for key in columns.values() if key not in record]
+        if missing:
+            raise EvalkitError(f"{source}: record {index} has no {', '.join(missing)} key (named in dataset_columns)")
+        renamed.append({**record, **{target: record[key] for target, key in columns.items()}})
+    return renamed
+
+
 def detect_format(records: list, recipe: Recipe, source: str) -> str:
     if recipe.dataset_format != "auto":
         return recipe.dataset_format
@@ -260,6 +273,8 @@ def load_training_data(recipe: Recipe, tokenizer) -> TrainData:
         records = records[: recipe.max_samples]
     if not records:
         raise EvalkitError(f"{source}: no records in range {recipe.dataset_range}; check dataset_range")
+    if recipe.dataset_columns:
+        records = rename_columns(records, recipe.dataset_columns, source)
     fmt = detect_format(records, recipe, source)
     wanted = {"sft": ("alpaca", "sharegpt"), "pt": ("text",), "dpo": ("pairwise",)}[recipe.stage]
     if fmt not in wanted:

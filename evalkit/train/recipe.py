@@ -31,6 +31,8 @@ class Recipe:
     # data
     dataset: str = "tasks/data/sft/alpaca_zh_demo.json"  # local JSON/JSONL/TXT or a hub dataset id
     dataset_format: str = "auto"  # auto | alpaca | sharegpt | text | pairwise
+    # the format's column -> this dataset's key, as LLaMA-Factory's dataset_info "columns" (gsm8k: question/answer)
+    dataset_columns: dict[str, str] | None = None
     dataset_range: list[int] | None = None  # [start, end) records used for train+validation
     max_samples: int | None = None  # keep the first N records of the range (quick runs)
     val_size: float = 0.0  # fraction (<1) or count (>=1) of the range held out as a fixed validation split

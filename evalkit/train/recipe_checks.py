@@ -95,6 +95,13 @@ def check_values(recipe, source: str) -> None:
     _choice(source, "stage", recipe.stage, STAGES)
     _choice(source, "dataset_format", recipe.dataset_format, FORMATS)
     _choice(source, "truncation", recipe.truncation, TRUNCATIONS)
+    if recipe.dataset_columns is not None:
+        targets = ("instruction", "input", "output", "system", "history", "conversations", "messages", "text",
+                   "chosen", "rejected")
+        for target, key in recipe.dataset_columns.items():
+            if target not in targets or not isinstance(key, str) or not key or len(key) > 200:
+                raise EvalkitError(f"{source}: dataset_columns maps a format's column to this dataset's key, e.g. "
+                                   f"{{instruction: question, output: answer}}; columns: {', '.join(targets)}")
     if recipe.dataset_range is not None:
         if len(recipe.dataset_range) != 2 or not 0 <= recipe.dataset_range[0] < recipe.dataset_range[1]:
             raise EvalkitError(f"{source}: dataset_range must be [start, end] with 0 <= start < end, e.g. [0, 900]")
