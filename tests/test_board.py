@@ -234,3 +234,25 @@ def test_two_voters_cast_40_blind_votes_with_the_keyboard(tmp_path, browser, cap
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_the_train_and_nightly_forms_queue_their_commands(board, browser):
+    page = browser.new_page()
+    page.goto(f"{board['url']}/jobs")
+    page.select_option("#train select[name=recipe]", "trainers/lora.yaml")
+    page.fill("#train input[name=overrides]", "max_steps=2 learning_rate=1e-4")
+    assert page.text_content("#train-command") == "evalkit train trainers/lora.yaml max_steps=2 learning_rate=1e-4"
+    before = {job.id for job in jobs.list_jobs(board["store"])}
+    page.click("#train button")
+    page.wait_for_url(re.compile(r".*/jobs/\d+$"))
+    job = jobs.get_job(int(page.url.rsplit("/", 1)[1]), board["store"])
+    assert job.id not in before and job.argv == ["train", "trainers/lora.yaml", "max_steps=2", "learning_rate=1e-4"]
+    jobs.cancel(job.id, board["store"])
+    page.goto(f"{board['url']}/jobs")
+    assert page.text_content("#nightly-command") == "evalkit nightly suites/smoke.yaml"
+    with httpx.Client(base_url=board["url"]) as client:  # an override that does not parse never reaches the queue
+        client.get("/jobs")
+        bad = client.post("/jobs/train", data={"recipe": "trainers/lora.yaml", "overrides": "colour=red",
+                                               "csrf": client.cookies.get("evalkit_csrf")})
+        assert bad.status_code == 400
+    page.close()

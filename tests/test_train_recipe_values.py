@@ -87,3 +87,10 @@ def test_dataset_columns_must_map_a_format_column_to_a_key(tmp_path, capsys, val
                            f"output_dir={tmp_path / 'out'}")
     assert code == 2 and "dataset_columns maps" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    """YAML 1.1 reads 1e-4 as a string; LLaMA-Factory recipes and users write it so."""
+    from evalkit.train.recipe import load_recipe
+
+    assert load_recipe("trainers/lora.yaml", ["learning_rate=1e-4"]).learning_rate == 1e-4

@@ -113,7 +113,12 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
     def job_list(request: Request):
         from evalkit.backends import BACKENDS
 
-        return page(request, "board_jobs.html.j2", page_title="jobs", jobs=jobs.list_jobs(store), backends=list(BACKENDS))
+        from evalkit.resources import resource_dir
+
+        recipes = sorted(f"trainers/{p.name}" for p in resource_dir("trainers").glob("*.yaml"))
+        suites = sorted(f"suites/{p.name}" for p in resource_dir("suites").glob("*.yaml"))
+        return page(request, "board_jobs.html.j2", page_title="jobs", jobs=jobs.list_jobs(store), backends=list(BACKENDS),
+                    recipes=recipes, suites=suites)
 
     @app.post("/jobs")
     def launch(request: Request, csrf: str = Form(""), model: str = Form(...), tasks: str = Form(...),
@@ -129,6 +134,32 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
         except EvalkitError as exc:
             raise HTTPException(400, str(exc)) from None
         return RedirectResponse(f"jobs/{job_id}", status_code=303)
+
+    @app.post("/jobs/train")
+    def launch_training(request: Request, csrf: str = Form(""), recipe: str = Form(...), overrides: str = Form("")):
+        """`evalkit train RECIPE key=value ...`: one override per line (or space-separated, shell-quoted)."""
+        import shlex
+
+        check_csrf(request, csrf)
+        require(request, "operator")
+        try:
+            extra = shlex.split(overrides)
+        except ValueError as exc:
+            raise HTTPException(400, f"overrides: {exc}") from None
+        return _queue(request, ["train", recipe, *extra])
+
+    @app.post("/jobs/nightly")
+    def launch_nightly(request: Request, csrf: str = Form(""), suite: str = Form(...)):
+        check_csrf(request, csrf)
+        require(request, "operator")
+        return _queue(request, ["nightly", suite])
+
+    def _queue(request: Request, argv: list[str]):
+        try:
+            job_id = jobs.submit(argv, store, user=request.state.user)
+        except EvalkitError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return RedirectResponse(f"{job_id}", status_code=303)
 
     @app.get("/jobs/{job_id}")
     def job_page(request: Request, job_id: int):

@@ -47,11 +47,20 @@ def check_command(argv: list[str]) -> None:
     except SystemExit:
         lines = stderr.getvalue().strip().splitlines() or ["the command does not parse"]
         raise EvalkitError(f"job `evalkit {' '.join(argv)}`: {lines[-1]}") from None
-    if argv[0] == "run":  # the task specs too: cheap, and a typo should not wait in the queue to fail
+    # what each command reads first is read now too: a typo should not wait in the queue to fail
+    if argv[0] == "run":
         from evalkit.tasks.registry import resolve_tasks, set_include_paths
 
         set_include_paths(args.include_path)
         resolve_tasks(args.tasks)
+    elif argv[0] == "train":
+        from evalkit.train.recipe import load_recipe
+
+        load_recipe(args.recipe, args.overrides)
+    elif argv[0] == "nightly":
+        from evalkit.nightly.suite import load_suite
+
+        load_suite(args.suite)
 
 
 def submit(argv: list[str], store: str | None = None, user: str = "") -> int:

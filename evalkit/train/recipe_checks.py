@@ -6,6 +6,7 @@ the value and the fix."""
 from __future__ import annotations
 
 import math
+import re
 import types
 import typing
 from typing import Any
@@ -29,6 +30,9 @@ NOT_NEGATIVE = ("num_train_epochs", "warmup_steps", "weight_decay", "max_grad_no
 POSITIVE = ("learning_rate", "neftune_alpha", "loraplus_lr_ratio", "galore_scale", "pref_beta")
 
 
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def coerce(hints: dict, name: str, value: Any, source: str) -> Any:
     """Check a YAML value against the field's annotation (ints accepted for floats)."""
     hint = hints[name]
@@ -40,6 +44,8 @@ def coerce(hints: dict, name: str, value: Any, source: str) -> Any:
         origin = typing.get_origin(option) or option
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return _finite(name, value, source)
+        if origin is float and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            return _finite(name, float(value), source)  # YAML 1.1 reads 1e-4 (no dot) as a string; 1.2 and users don't
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > MAX_INT and name != "seed":  # the seed has its own, narrower range (check_values)
                 raise EvalkitError(f"{source}: {name}={_short(value)} is out of range; use a number below 2**63")
