@@ -117,6 +117,15 @@ def backend_options(args):
                          parse_backend_args(args.backend_arg), args.backend_flags)
 
 
+def multiple_choice_fewshot(selections) -> int:
+    """Multiple-choice k without --num-fewshot: 0, or the num_fewshot of the lm-eval task files named."""
+    wanted = {s.default_fewshot or 0 for s in selections if s.spec.type == "multiple_choice"}
+    if len(wanted) > 1:
+        raise EvalkitError(f"--tasks names multiple-choice tasks with different few-shot defaults "
+                           f"({', '.join(map(str, sorted(wanted)))}: lm-eval files' num_fewshot, else 0); pass --num-fewshot")
+    return wanted.pop() if wanted else 0
+
+
 def run(args) -> int:
     from evalkit.tasks.registry import set_include_paths
 
@@ -135,7 +144,8 @@ def run(args) -> int:
         raise EvalkitError("--limit must be at least 1")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise EvalkitError("--max-new-tokens must be at least 1")
-    config = RunConfig(num_fewshot=args.num_fewshot or 0, fewshot_given=args.num_fewshot is not None, limit=args.limit, batch_size=args.batch_size,
+    k = args.num_fewshot if args.num_fewshot is not None else multiple_choice_fewshot(selections)
+    config = RunConfig(num_fewshot=k, fewshot_given=args.num_fewshot is not None, limit=args.limit, batch_size=args.batch_size,
                        prompt_style=args.prompt_style, apply_chat_template=args.apply_chat_template,
                        truncation=args.truncation, seed=args.seed, progress=not args.no_progress,
                        full_prompt=args.full_prompt, max_new_tokens=args.max_new_tokens,

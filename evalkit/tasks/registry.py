@@ -59,6 +59,7 @@ def available_tasks() -> dict[str, Path]:
 class TaskSelection:
     spec: TaskSpec
     subjects: list[str] | None  # None: every subject of the spec
+    default_fewshot: int | None = None  # an lm-eval task file's num_fewshot (multiple choice), for --num-fewshot
 
 
 def resolve_tasks(argument: str) -> list[TaskSelection]:
@@ -80,7 +81,8 @@ def resolve_tasks(argument: str) -> list[TaskSelection]:
             raise EvalkitError(f"unknown task {name!r}; available tasks: {listing} (or pass a spec .yaml path)")
         key = str(path.resolve())
         if key not in selections:
-            selections[key] = TaskSelection(load_spec(path), None if not subject else [])
+            spec, default_fewshot = _load(path)
+            selections[key] = TaskSelection(spec, None if not subject else [], default_fewshot)
         selection = selections[key]
         if subject:
             subjects = getattr(selection.spec, "subjects", {})
@@ -96,3 +98,13 @@ def resolve_tasks(argument: str) -> list[TaskSelection]:
     if not selections:
         raise EvalkitError("--tasks is empty; name at least one task, e.g. --tasks cmmlu")
     return list(selections.values())
+
+
+def _load(path: Path) -> tuple[TaskSpec, int | None]:
+    """An evalkit spec, or an lm-eval task file imported as one (evalkit/tasks/lmeval_import.py)."""
+    from evalkit.tasks.lmeval_import import is_lmeval_file, load_lmeval_spec
+
+    if is_lmeval_file(path):
+        spec, default_fewshot = load_lmeval_spec(path)
+        return spec, default_fewshot
+    return load_spec(path), None
