@@ -87,3 +87,39 @@ def choice_targets(spec: MultipleChoiceSpec, style_name: str) -> list[str]:
     A question with fewer options is scored over the first ``len(request.labels)`` of them only."""
     style = spec.prompt_styles[style_name]
     return [style.target.format(answer=label) for label in spec.option_labels]
+
+
+@dataclass(frozen=True)
+class ClozeRequest:
+    """A question scored as cloze: each option's text, after ``delimiter``, as a continuation of the prompt."""
+
+    task: str
+    subject: str
+    index: int
+    prefix: str  # header + exemplars: shared by every request of the subject
+    question: str  # this question's text, appended to ``prefix``
+    gold: str | None  # the answer's label; None in a split without answers
+    choices: tuple[str, ...]  # the option texts, in label order
+    labels: tuple[str, ...] = LETTERS
+    delimiter: str = " "  # the spec's target_delimiter, put before each option's text
+
+    @property
+    def prompt(self) -> str:
+        return self.prefix + self.question
+
+    @property
+    def continuations(self) -> tuple[str, ...]:
+        return tuple(self.delimiter + choice for choice in self.choices)
+
+
+def build_cloze_requests(spec: MultipleChoiceSpec, style_name: str, subject: str, questions: list[Question],
+                         exemplars: list[Question]) -> list[ClozeRequest]:
+    """lm-evaluation-harness's multiple_choice layout: header, then per exemplar its example, its answer (the
+    style's target with ``{answer}`` = the answer's text; by default target_delimiter + text) and the separator,
+    then the question's example. The options, each after target_delimiter, are the scored continuations."""
+    style = spec.prompt_styles[style_name]
+    header = style.header.format(subject=spec.subjects[subject].name)
+    shots = "".join(render_example(style, e, False) + style.target.format(answer=e.choices[e.labels.index(e.answer)])
+                    + style.separator for e in exemplars)
+    return [ClozeRequest(spec.name, subject, q.index, header + shots, render_example(style, q, False), q.answer,
+                         q.choices, q.labels, spec.target_delimiter) for q in questions]

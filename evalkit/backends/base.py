@@ -7,7 +7,8 @@ A backend is one module with a ``Backend`` subclass and one line in ``evalkit/ba
   (unknown keys are refused: ``evalkit run --backend-arg key=value`` reaches them);
 * ``load(model, options, request_cache=...)``: a ready backend, or one ``EvalkitError`` line;
 * what produced the numbers: ``model_record``, ``describe`` and ``cache_namespace``;
-* the questions of the task types it answers: ``score_choices`` (multiple choice), ``generate``
+* the questions of the task types it answers: ``score_choices`` (multiple choice; ``score_cloze`` for
+  specs with ``scoring: cloze``), ``generate``
   (generation), ``loglikelihood_rolling`` (perplexity). The others answer with one line.
 
 Results come back as the neutral types of ``evalkit/backends/outputs.py``. Batching, prefix reuse and
@@ -28,7 +29,8 @@ from evalkit.errors import EvalkitError
 if TYPE_CHECKING:
     from evalkit.backends.request_cache import BatchMemo, RequestCache
     from evalkit.evaluators.base import RunConfig
-    from evalkit.requests import MultipleChoiceRequest
+    from evalkit.backends.outputs import ClozeScore
+    from evalkit.requests import ClozeRequest, MultipleChoiceRequest
     from evalkit.tasks.perplexity_spec import Document
 
 TASK_TYPES = ("multiple_choice", "generation", "perplexity")
@@ -100,6 +102,16 @@ class Backend(abc.ABC):
         numbers, whatever the batch it is computed in.
         """
         raise self._unsupported("multiple_choice")
+
+    def score_cloze(self, requests: list[ClozeRequest], config: RunConfig, label: str) -> list[ClozeScore]:
+        """Per request, the summed log-likelihood of each option's continuation (``request.continuations``) after
+        its prompt, the tokens split as lm-evaluation-harness splits them (``backends/cloze_tokens.py``).
+
+        Returns one ``ClozeScore`` per request, in input order; the same request always gets the same
+        numbers, whatever the batch it is computed in. Backends without it answer with one line.
+        """
+        raise EvalkitError(f"--backend {self.name} cannot score multiple choice as cloze (scoring: cloze in the "
+                           "task spec); use --backend hf, openai or vllm")
 
     def generate(self, texts: list[str], *, chat: bool, max_new_tokens: int, stop: tuple[str, ...],
                  config: RunConfig, label: str) -> tuple[list[Generation], dict]:

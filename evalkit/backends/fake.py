@@ -16,8 +16,8 @@ import time
 from pydantic import Field
 
 from evalkit.backends.base import Backend, BackendOptions, CacheOpener
-from evalkit.backends.outputs import (ChoiceScore, Generation, best_letter, clean_generation, generation_timing,
-                                      letter_probabilities, options_key)
+from evalkit.backends.outputs import (ChoiceScore, ClozeScore, Generation, best_letter, clean_generation,
+                                      generation_timing, letter_probabilities, options_key)
 
 CONTEXT = 4096  # "tokens" are UTF-8 bytes here
 
@@ -84,6 +84,20 @@ class FakeBackend(Backend):
         rows = self._through_cache("multiple_choice", payloads, config.batch_size, probabilities)
         return [ChoiceScore(r, p, best_letter(p, r.labels), len(r.prompt.encode("utf-8")), False)
                 for r, p in zip(requests, rows)]
+
+    def score_cloze(self, requests, config, label):
+        seed = self.options.seed
+
+        def loglikelihoods(payload: dict) -> dict:
+            # a continuation's "log-likelihood" grows more negative with its length, as a real model's does
+            values = [-len(c.encode("utf-8")) * (0.5 + _unit(self.model, seed, payload["prompt"], c))
+                      for c in payload["continuations"]]
+            return {"loglikelihoods": values, "greedy": [False] * len(values)}
+
+        payloads = [{"prompt": r.prompt, "continuations": list(r.continuations)} for r in requests]
+        rows = self._through_cache("cloze", payloads, config.batch_size, loglikelihoods)
+        return [ClozeScore(r, row["loglikelihoods"], row["greedy"], len(r.prompt.encode("utf-8")), False)
+                for r, row in zip(requests, rows)]
 
     def generate(self, texts, *, chat, max_new_tokens, stop, config, label):
         started = time.perf_counter()

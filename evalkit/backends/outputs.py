@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from evalkit.errors import EvalkitError
 
 if TYPE_CHECKING:
-    from evalkit.requests import MultipleChoiceRequest
+    from evalkit.requests import ClozeRequest, MultipleChoiceRequest
 
 
 @dataclass
@@ -32,6 +32,29 @@ class ChoiceScore:
     @property
     def correct(self) -> bool:
         return self.prediction == self.request.gold
+
+
+@dataclass
+class ClozeScore:
+    """One question scored as cloze: per option, the summed log-likelihood of its continuation (nats)."""
+
+    request: ClozeRequest
+    loglikelihoods: list[float]  # one per option, in label order
+    greedy: list[bool]  # per option: every continuation token was the argmax (lm-eval's is_greedy)
+    prompt_tokens: int
+    truncated: bool  # the prompt lost its first tokens to fit the context (--truncation left)
+
+    @property
+    def prediction(self) -> str:
+        """acc: the option with the highest log-likelihood (the first on a tie, as numpy's argmax)."""
+        return best_letter(self.loglikelihoods, self.request.labels)
+
+    @property
+    def prediction_norm(self) -> str:
+        """acc_norm as lm-evaluation-harness defines it: log-likelihood over the option text's length in
+        characters (the choice itself, without the delimiter)."""
+        return best_letter([ll / max(len(c), 1) for ll, c in zip(self.loglikelihoods, self.request.choices)],
+                           self.request.labels)
 
 
 @dataclass

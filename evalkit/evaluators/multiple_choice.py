@@ -1,5 +1,5 @@
 """Multiple-choice benchmarks (MMLU, CMMLU, C-Eval, or any spec with 2-26 options): label scoring, per subject
-and category."""
+and category; specs with ``scoring: cloze`` are scored by evaluators/cloze.py."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ class MultipleChoiceEvaluator:
         spec: MultipleChoiceSpec = selection.spec  # type: ignore[assignment]
         if config.prompt_style not in spec.prompt_styles:
             raise EvalkitError(f"{spec.path}: no prompt style {config.prompt_style!r}; available: {', '.join(spec.prompt_styles)}")
+        if spec.scoring == "cloze" and config.apply_chat_template:
+            raise EvalkitError(f"{spec.path}: scoring: cloze scores plain prompts (as lm-evaluation-harness without "
+                               "a chat template); drop --apply-chat-template for this task")
         split = config.split or spec.eval_split
         if split not in spec.splits:
             raise EvalkitError(f"--split {split}: task {spec.name} has splits {', '.join(spec.splits)} ({spec.path})")
@@ -67,6 +70,10 @@ class MultipleChoiceEvaluator:
 
     def run(self, prepared: PreparedTask, backend, config: RunConfig, output: RunOutput) -> dict:
         spec = prepared.spec
+        if spec.scoring == "cloze":
+            from evalkit.evaluators.cloze import run_cloze
+
+            return run_cloze(prepared, backend, config, output)
         requests = []
         for subject in prepared.subjects:
             requests += build_requests(spec, config.prompt_style, subject.key, subject.questions, subject.exemplars,
@@ -131,6 +138,10 @@ class MultipleChoiceEvaluator:
         groups = result["macro"]["groups"]
         label = f"Average (macro, {groups} subject{'s' if groups != 1 else ''})"
         rows.append([name, label, result["micro"]["n"], *fmt(result["macro"])])
+        if result.get("scoring") == "cloze":
+            from evalkit.evaluators.cloze import norm_rows
+
+            rows += norm_rows(name, result)
         return rows
 
 

@@ -17,7 +17,7 @@ COMMON_KEYS = {"task", "type", "language", "citation", "description"}
 KNOWN_KEYS: dict[str, dict[str, set[str]]] = {
     "multiple_choice": {
         "": COMMON_KEYS | {"data", "splits", "eval_split", "fewshot_split", "categories", "subjects", "prompt_styles",
-                           "labels"},
+                           "labels", "scoring", "target_delimiter"},
         "data": {"dir", "files", "header", "index_column", "columns", "hub", "unlabeled_splits"},
         "data.hub": {"path", "name", "splits"},
         "subjects.*": {"name", "categories"},

@@ -65,6 +65,8 @@ class MultipleChoiceSpec(TaskSpec):
     subjects: dict[str, Subject] = field(default_factory=dict)
     prompt_styles: dict[str, PromptStyle] = field(default_factory=dict)
     option_labels: tuple[str, ...] = ("A", "B", "C", "D")  # one per option column, in order: the most a question has
+    scoring: str = "letters"  # letters: softmax over the labels' next token; cloze: each option's text (cloze.py)
+    target_delimiter: str = " "  # cloze: put between the prompt and each option's text (lm-eval's default)
 
     @classmethod
     def from_dict(cls, raw: dict, path: Path) -> "MultipleChoiceSpec":
@@ -85,6 +87,7 @@ class MultipleChoiceSpec(TaskSpec):
                 raise EvalkitError(f"{path}: subjects.{key}.name must be a string; quote it")
             categories = _string_list(value.get("categories") or [], f"subjects.{key}.categories", path)
             subjects[key] = Subject(key, value["name"], tuple(categories))
+        scoring, delimiter = scoring_settings(raw, path)
         styles = {}
         for name, value in raw["prompt_styles"].items():
             if not isinstance(value, dict):
@@ -92,6 +95,8 @@ class MultipleChoiceSpec(TaskSpec):
             for part, text in value.items():
                 if not isinstance(text, str):  # YAML reads `no` as False: a template must be a quoted string
                     raise EvalkitError(f"{path}: prompt_styles.{name}.{part} must be a string; quote it")
+            if scoring == "cloze":
+                value = cloze_style(value, delimiter)
             try:
                 styles[name] = PromptStyle(**value)
             except TypeError as exc:
@@ -102,8 +107,31 @@ class MultipleChoiceSpec(TaskSpec):
             splits=tuple(raw.get("splits") or (raw["eval_split"], raw.get("fewshot_split", "dev"))),
             eval_split=raw["eval_split"], fewshot_split=raw.get("fewshot_split", "dev"),
             categories=tuple(raw.get("categories") or ()), subjects=subjects, prompt_styles=styles,
-            option_labels=option_labels(raw, path),
+            option_labels=option_labels(raw, path), scoring=scoring, target_delimiter=delimiter,
         )
+
+
+SCORING = ("letters", "cloze")
+
+
+def scoring_settings(raw: dict, path: Path) -> tuple[str, str]:
+    """``scoring`` (letters, the default, or cloze) and cloze's ``target_delimiter`` (default " ")."""
+    scoring = raw.get("scoring", "letters")
+    if scoring not in SCORING:
+        raise EvalkitError(f"{path}: scoring must be letters or cloze, not {scoring!r}; fix 'scoring'")
+    delimiter = raw.get("target_delimiter", " ")
+    if not isinstance(delimiter, str):
+        raise EvalkitError(f"{path}: target_delimiter must be a string, e.g. \" \"; quote it")
+    if "target_delimiter" in raw and scoring != "cloze":
+        raise EvalkitError(f"{path}: target_delimiter applies to scoring: cloze only; drop it or set scoring: cloze")
+    return scoring, delimiter
+
+
+def cloze_style(value: dict, delimiter: str) -> dict:
+    """A cloze prompt style's ``target`` writes an exemplar's answer, ``{answer}`` being the answer's text;
+    without one it is target_delimiter + the text, as lm-evaluation-harness writes it."""
+    escaped = delimiter.replace("{", "{{").replace("}", "}}")  # a literal delimiter inside a format template
+    return {"target": escaped + "{answer}", **value}
 
 
 def option_labels(raw: dict, path: Path) -> tuple[str, ...]:

@@ -59,6 +59,15 @@ class HFBackend(InProcessBackend):
         return score_multiple_choice(self.lm, requests, targets, config.batch_size, config.truncation, label=label,
                                      progress=config.progress, reuse_prefix=not config.full_prompt, memo=memo)
 
+    def score_cloze(self, requests, config, label):
+        from evalkit.backends.hf.cloze import score_cloze
+
+        common = {"truncation": config.truncation, "context": self.lm.context_length, "full_prompt": config.full_prompt}
+        memo = self.memo("cloze", [{"prompt": r.prompt, "continuations": list(r.continuations), **common}
+                                   for r in requests])
+        return score_cloze(self.lm, requests, config.batch_size, config.truncation, label=label,
+                           progress=config.progress, reuse_prefix=not config.full_prompt, memo=memo)
+
     def generate(self, texts, *, chat, max_new_tokens, stop, config, label):
         from evalkit.backends.hf.generation import generate, render_prompt, tokenize_prompts
 
