@@ -14,14 +14,15 @@ from evalkit.cache import sha256_text
 from evalkit.errors import EvalkitError
 from evalkit.evaluators.base import RunConfig, register
 from evalkit.metrics.exact_match import reference_answer, score_sample, summarize_exact_match
-from evalkit.metrics.text import (METRICS, corpus_sacrebleu, sacrebleu_tokenizer, sample_scores, scoring_reference,
-                                  summarize_scores)
+from evalkit.metrics.text import (METRICS, corpus_chrf, corpus_sacrebleu, sacrebleu_tokenizer, sample_scores,
+                                  scoring_reference, sentence_chrf, summarize_scores)
 from evalkit.results import RunOutput
 from evalkit.tasks.generation_data import GenerationSamples, Sample, load_exemplars, load_samples
 from evalkit.tasks.generation_spec import GenerationSpec
 from evalkit.tasks.registry import TaskSelection
 
 LABELS = {"bleu-4": "BLEU-4", "rouge-1": "ROUGE-1", "rouge-2": "ROUGE-2", "rouge-l": "ROUGE-L"}
+CHRF_LABELS = {"chrf": "chrF2", "chrf++": "chrF++"}
 
 
 @dataclass
@@ -86,6 +87,8 @@ class GenerationEvaluator:
             reference = scoring_reference(sample.reference, backend.tokenizer, chat, config.reference_format)
             scores = sample_scores(generation.text, reference)
             per_sample.append(scores)
+            if spec.chrf:
+                scores = {**scores, spec.chrf: sentence_chrf(generation.text, reference, spec.chrf)}
             rows.append({
                 "task": spec.name, "index": sample.index, "input_sha256": sha256_text(sample.input),
                 "prompt_sha256": sha256_text(generation.prompt), "prompt_tokens": generation.prompt_tokens,
@@ -95,6 +98,11 @@ class GenerationEvaluator:
         samples_file = output.write_samples(spec.name, rows)
         tokenize = spec.sacrebleu_tokenize or sacrebleu_tokenizer(spec.language)
         sacrebleu = corpus_sacrebleu([g.text for g in generations], [s.reference for s in samples], tokenize)
+        chrf = {}
+        if spec.chrf:  # over the references the per-sample scores use (plain, or --reference-format llamafactory)
+            references = [scoring_reference(s.reference, backend.tokenizer, chat, config.reference_format) for s in samples]
+            corpus = corpus_chrf([g.text for g in generations], references, spec.chrf)
+            chrf = {"metric": spec.chrf, spec.chrf: corpus["score"], f"{spec.chrf}_signature": corpus["signature"]}
         return {
             "type": "generation",
             "spec": str(spec.path), "spec_sha256": spec.spec_hash(), "language": spec.language,
@@ -109,6 +117,7 @@ class GenerationEvaluator:
             **summarize_scores(per_sample),
             "sacrebleu": sacrebleu["score"], "sacrebleu_signature": sacrebleu["signature"],
             "sacrebleu_detail": {"brevity_penalty": sacrebleu["brevity_penalty"], "precisions": sacrebleu["precisions"]},
+            **chrf,
             "metric_definition": "llamafactory ComputeSimilarity: per-sample jieba words -> rouge_chinese F; "
                                  "nltk sentence_bleu on characters, smoothing method3; x100, round 4, mean",
             "timing": timing, "samples_file": samples_file.name,
@@ -168,6 +177,8 @@ class GenerationEvaluator:
 
         rows = [[name, LABELS[key], result["n"], fmt(result[key]), fmt(result.get(f"{key}_stderr"))] for key in METRICS]
         rows.append([name, f"sacreBLEU (corpus, tok:{_tokenizer_of(result)})", result["n"], fmt(result["sacrebleu"]), "-"])
+        if result.get("metric") in CHRF_LABELS:
+            rows.append([name, f"{CHRF_LABELS[result['metric']]} (corpus)", result["n"], fmt(result[result["metric"]]), "-"])
         return rows
 
 

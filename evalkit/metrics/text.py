@@ -19,7 +19,9 @@ reproduce its numbers exactly.
 
 ``corpus_sacrebleu`` is a second, differently defined number: sacrebleu's corpus BLEU (n-gram
 counts pooled over all samples, one brevity penalty, its own tokenizer), as lm-evaluation-harness
-reports it.
+reports it. ``corpus_chrf`` is sacrebleu's chrF the same way (character n-gram F-score, beta 2, n-gram
+statistics pooled over the corpus): chrF2 with char_order 6 and word_order 0, or chrF++ (word_order 2), as
+lm-eval's ``chrf`` and ``chrf++`` metrics; ``sentence_chrf`` is the same score for one sample.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from evalkit.metrics.accuracy import mean_stderr
 
 METRICS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")
 REFERENCE_FORMATS = ("plain", "llamafactory")
+CHRF_WORD_ORDER = {"chrf": 0, "chrf++": 2}  # sacrebleu's CHRF defaults otherwise: char_order 6, beta 2
 
 
 def _jieba():
@@ -104,3 +107,20 @@ def corpus_sacrebleu(predictions: list[str], references: list[str], tokenize: st
     result = metric.corpus_score(predictions, [references])
     return {"score": result.score, "signature": str(metric.get_signature()),
             "brevity_penalty": result.bp, "precisions": list(result.precisions)}
+
+
+def _chrf(metric: str):
+    from sacrebleu.metrics import CHRF
+
+    return CHRF(word_order=CHRF_WORD_ORDER[metric])
+
+
+def corpus_chrf(predictions: list[str], references: list[str], metric: str = "chrf") -> dict:
+    """sacrebleu corpus chrF / chrF++ (0-100) with its reproducibility signature."""
+    scorer = _chrf(metric)
+    return {"score": scorer.corpus_score(predictions, [references]).score, "signature": str(scorer.get_signature())}
+
+
+def sentence_chrf(prediction: str, reference: str, metric: str = "chrf") -> float:
+    """One sample's chrF (0-100, 4 decimals), for the samples file: not averaged into the corpus score."""
+    return round(_chrf(metric).sentence_score(prediction, [reference]).score, 4)

@@ -220,7 +220,7 @@ def _generation(task: str, a, b) -> dict:
             candidate_value = sum(y[metric] for _, y in scored) / len(scored)
         metrics.append(_row("overall", metric, metric, base_value, candidate_value, test, 1.0, a.n))
     extra = []
-    for metric in ("sacrebleu",):
+    for metric in ("sacrebleu", "chrf", "chrf++"):  # corpus scores: shown, not tested
         if (a.result or {}).get(metric) is not None and (b.result or {}).get(metric) is not None:
             extra.append(_row("overall", metric, metric + " (corpus, not tested)", a.result[metric], b.result[metric],
                               None, 1.0, a.n))

@@ -42,7 +42,7 @@ def _task_scores(result: dict) -> tuple[str, float | None, int | None, list[Scor
             scores.append(Score(level="overall", group="all", metric="exact_match", value=float(result["exact_match"]),
                                 stderr=result.get("exact_match_stderr"), n=n))
             return "exact_match", result["exact_match"], n, scores
-        for metric in (*GENERATION_METRICS, "sacrebleu"):
+        for metric in (*GENERATION_METRICS, "sacrebleu", "chrf", "chrf++"):
             value = result.get(metric)
             if isinstance(value, dict):  # a corpus score may come with its signature
                 value = value.get("score")

@@ -30,6 +30,9 @@ block (its steps: evalkit/metrics/exact_match.py; the walk-through: docs/new_tas
       separator: "\\n\\n"                 # between exemplars and before the question
       target_delimiter: " "               # between an exemplar's prompt and its target
     scoring: {metric: exact_match, extract: [...], reference_extract: [...], match: numeric}
+
+``scoring: {metric: chrf}`` (or ``chrf++``) keeps BLEU-4 / ROUGE and adds sacrebleu's corpus chrF (the headline)
+and each sample's sentence chrF.
 """
 
 from __future__ import annotations
@@ -81,10 +84,11 @@ class GenerationSpec(TaskSpec):
     chat_template: bool = True  # False: plain prompts (a few-shot completion prompt reads badly as one chat turn)
     fewshot: FewshotSource | None = None
     scoring: ExactMatchScoring | None = None  # None: BLEU-4 / ROUGE
+    chrf: str | None = None  # "chrf" or "chrf++": corpus chrF reported besides BLEU-4 / ROUGE
 
     @property
     def metric(self) -> str:
-        return "exact_match" if self.scoring is not None else "bleu_rouge"
+        return "exact_match" if self.scoring is not None else self.chrf or "bleu_rouge"
 
     @classmethod
     def from_dict(cls, raw: dict, path: Path) -> "GenerationSpec":
@@ -130,6 +134,7 @@ class GenerationSpec(TaskSpec):
             sacrebleu_tokenize=raw.get("sacrebleu_tokenize"), prompt=prompt, chat_template=chat_template,
             fewshot=_fewshot(raw.get("fewshot"), inputs, str(data["reference"]), path),
             scoring=_scoring(raw.get("scoring"), path),
+            chrf=_chrf(raw.get("scoring")),
         )
 
 
@@ -168,12 +173,17 @@ def _scoring(raw, path: Path) -> ExactMatchScoring | None:
     metric = raw.get("metric", "exact_match")
     if metric not in SCORING_METRICS:
         raise EvalkitError(f"{path}: scoring.metric {metric!r} is not one of {', '.join(SCORING_METRICS)}")
-    if metric == "bleu_rouge":
+    if metric in ("bleu_rouge", "chrf", "chrf++"):
         extra = sorted(k for k in raw if k != "metric")
         if extra:
             raise EvalkitError(f"{path}: scoring {', '.join(extra)} apply to metric exact_match only; drop them")
         return None
     return ExactMatchScoring.from_dict(raw, path)
+
+
+def _chrf(raw) -> str | None:
+    metric = raw.get("metric") if isinstance(raw, dict) else None
+    return metric if metric in ("chrf", "chrf++") else None
 
 
 def _slice(value, path: Path) -> tuple[int, int | None]:
