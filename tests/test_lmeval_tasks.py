@@ -200,3 +200,61 @@ def test_import_refuses_an_evalkit_spec_and_a_missing_file(tmp_path, capsys):
     assert code == 2 and "spec already" in err
     code, _, err = run_cli(capsys, "tasks", "import-lmeval", str(tmp_path / "nope.yaml"))
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+LMEVAL_PYTHON = REPO / "benchmarks" / ".venv-lmeval" / "bin" / "python"
+
+
+def lmeval_samples(tmp_path: Path, model: Path, task: str, include: Path, *extra: str, cwd: Path = REPO) -> list[dict]:
+    import glob
+    import os
+    import subprocess
+
+    command = [str(LMEVAL_PYTHON), "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={model},dtype=float32",
+               "--tasks", task, "--include_path", str(include), "--device", "cpu", "--log_samples",
+               "--output_path", str(tmp_path / "lmeval"), *extra]
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-4000:]
+    (file,) = glob.glob(str(tmp_path / "lmeval" / "**" / f"samples_{task}_*.jsonl"), recursive=True)
+    rows = [json.loads(line) for line in Path(file).read_text(encoding="utf-8").splitlines()]
+    return sorted(rows, key=lambda row: row["doc_id"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LMEVAL_PYTHON.exists(), reason="needs bash benchmarks/setup_lmeval.sh")
+def test_lmeval_itself_runs_the_hook_free_file_with_the_same_prompts_and_predictions(tmp_path, capsys, long_model_dir):
+    import math
+
+    from evalkit.cache import sha256_text
+
+    (file,) = make_tasks.jinja_tasks(tmp_path / "tasks", 5, ["agronomy"])
+    theirs = lmeval_samples(tmp_path, long_model_dir, "cmmlu_jinja_agronomy", file.parent, "--limit", "8")
+    _, ours = run_samples(capsys, tmp_path / "ours", "--model", str(long_model_dir), "--tasks", str(file), "--limit", "8")
+    assert len(theirs) == len(ours) == 8
+    for row, mine in zip(theirs, ours):
+        requests = [row["arguments"][f"gen_args_{i}"] for i in range(4)]
+        assert [r["arg_1"] for r in requests] == ["A", "B", "C", "D"]  # target_delimiter ""
+        assert sha256_text(requests[0]["arg_0"]) == mine["prompt_sha256"]  # the same 5-shot prompt, byte for byte
+        logits = [float(r[0]) for r in row["filtered_resps"]]
+        top = max(logits)
+        probabilities = [math.exp(v - top) / sum(math.exp(w - top) for w in logits) for v in logits]
+        assert "ABCD"[probabilities.index(max(probabilities))] == mine["prediction"]
+        assert max(abs(p - mine["probabilities"][x]) for p, x in zip(probabilities, "ABCD")) < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LMEVAL_PYTHON.exists(), reason="needs bash benchmarks/setup_lmeval.sh")
+def test_lmeval_renders_the_gsm8k_file_as_evalkit_does(tmp_path, capsys, long_varied_model_dir):
+    from evalkit.cache import sha256_text
+
+    theirs = lmeval_samples(tmp_path, long_varied_model_dir, "gsm8k_lmeval", GSM8K.parent, "--limit", "3",
+                            "--gen_kwargs", "max_gen_toks=16", cwd=GSM8K.parent)
+    _, ours = run_samples(capsys, tmp_path / "ours", "--model", str(long_varied_model_dir), "--tasks", str(GSM8K),
+                          "--limit", "3", "--max-new-tokens", "16")
+    for row, mine in zip(theirs, ours):
+        assert sha256_text(row["arguments"]["gen_args_0"]["arg_0"]) == mine["prompt_sha256"]
+        assert row["filtered_resps"][0] == (mine["answer"] or "[invalid]")
+        # the same tokens; evalkit's generations are stripped (backends/outputs.py), lm-eval keeps " " after "Answer:"
+        assert row["resps"][0][0].strip() == mine["prediction"]
+        assert bool(row["exact_match"]) == mine["correct"]
