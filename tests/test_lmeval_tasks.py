@@ -131,7 +131,7 @@ def test_rolling_loglikelihood_file_is_a_perplexity_task(tmp_path, capsys, tiny_
     assert task["type"] == "perplexity" and task["documents"] == 3 and task["perplexity"] > 1
 
 
-def test_text_choices_become_cloze_multiple_choice(tmp_path, capsys):
+def test_text_choices_become_cloze_multiple_choice(tmp_path, capsys, tiny_model_dir, one_thread):
     from evalkit.tasks.loading import KNOWN_KEYS
 
     if "scoring" not in KNOWN_KEYS["multiple_choice"][""]:
@@ -148,6 +148,9 @@ def test_text_choices_become_cloze_multiple_choice(tmp_path, capsys):
     assert code == 0, err
     spec = yaml.safe_load((tmp_path / "spec" / "sky.yaml").read_text(encoding="utf-8"))
     assert spec["scoring"] == "cloze" and spec["target_delimiter"] == " " and spec["labels"] == ["A", "B", "C"]
+    task, rows = run_samples(capsys, tmp_path / "out", "--model", str(tiny_model_dir), "--tasks", str(file))
+    assert len(rows) == 4 and [r["gold"] for r in rows] == ["A", "B", "C", "A"]
+    assert task["micro"]["n"] == 4 and "acc_norm" in json.dumps(task)
 
 
 BASE = {"task": "hostile", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": "docs.jsonl"}},
