@@ -4,6 +4,8 @@ posts; fetch nothing from outside 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import subprocess
@@ -17,13 +19,13 @@ from evalkit.board import jobs
 from tests.test_api_backend import free_port
 
 
-@pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    root = tmp_path_factory.mktemp("board")
-    store, port = str(root / "store.sqlite"), free_port()
+@contextlib.contextmanager
+def running_board(root, store: str, *extra: str):
+    """A real `evalkit board` process on a free port, started in ``root`` (its jobs run there)."""
+    port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "EVALKIT_REQUEST_CACHE": "off"}
     process = subprocess.Popen([sys.executable, "-m", "evalkit", "board", "--store", store, "--port", str(port),
-                                "--log-dir", str(root / "logs")], cwd=root, env=env,
+                                "--log-dir", str(root / "logs"), *extra], cwd=root, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -35,9 +37,18 @@ def board(tmp_path_factory):
             pass
         assert process.poll() is None and time.monotonic() < deadline, process.stdout.read() if process.poll() else "slow"
         time.sleep(0.3)
-    yield {"url": url, "store": store, "root": root}
-    process.terminate()
-    process.wait(30)
+    try:
+        yield {"url": url, "store": store, "root": root}
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    root = tmp_path_factory.mktemp("board")
+    with running_board(root, str(root / "store.sqlite")) as served:
+        yield served
 
 
 def outside_requests(page) -> list[str]:
@@ -85,7 +96,11 @@ def test_launch_watch_reload_close_and_find_the_run(board, browser, tiny_model_d
     assert page.text_content("#state") == "done", lines[-10:]
     assert len(lines) == len(set(lines)), lines  # each line once, though the page was reloaded mid-stream
     assert sum(line.startswith("results:") for line in lines) == 1
+    seen = page.evaluate("window.progressSeen")  # every progress update the page showed, replayed from the log
+    assert len(set(seen)) > 1 and seen == sorted(seen) and seen[-1] == 16, seen
+    assert page.text_content("#done").endswith("16 / 16")
     context.close()
+    _same_results_as_the_cli(board, job.argv, next(line for line in lines if line.startswith("results:")))
     # a second job, finished with every page closed
     second = jobs.submit(["run", "--model", str(tiny_model_dir), "--tasks", "cmmlu:astronomy", "--limit", "3"],
                          board["store"])
@@ -99,6 +114,28 @@ def test_launch_watch_reload_close_and_find_the_run(board, browser, tiny_model_d
     assert "tiny-llama" in page.text_content("body")
     assert refused == []
     page.close()
+
+
+def _same_results_as_the_cli(board, argv: list[str], results_line: str) -> None:
+    """The job's results file and samples equal those of the same command typed in a terminal."""
+    from pathlib import Path
+
+    cli_dir = board["root"] / "cli"
+    cli_dir.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EVALKIT_REQUEST_CACHE": "off", "EVALKIT_STORE": str(cli_dir / "s.sqlite")}
+    done = subprocess.run([sys.executable, "-m", "evalkit", *argv], cwd=cli_dir, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    board_file = board["root"] / results_line.split(":", 1)[1].strip()
+    [cli_file] = (cli_dir / "results").rglob("results_*.json")
+    files = (board_file, cli_file)
+    ours, theirs = (json.loads(Path(f).read_text(encoding="utf-8"))["tasks"] for f in files)
+    assert ours.keys() == theirs.keys()
+    for task in ours:
+        samples = [(f.parent / block.pop("samples_file")).read_text(encoding="utf-8")
+                   for f, block in zip(files, (ours[task], theirs[task]))]
+        assert samples[0] == samples[1] and samples[0].count("\n") == 16
+        assert ours[task] == theirs[task]
 
 
 def test_the_event_stream_resumes_after_the_last_event_id(board, tiny_model_dir):
@@ -256,3 +293,13 @@ def test_the_train_and_nightly_forms_queue_their_commands(board, browser):
                                                "csrf": client.cookies.get("evalkit_csrf")})
         assert bad.status_code == 400
     page.close()
+
+
+def test_two_workers_run_two_jobs_at_once(tmp_path):
+    with running_board(tmp_path, str(tmp_path / "store.sqlite"), "--workers", "2") as served:
+        ids = [jobs.submit(["run", "--model", f"fake-{n}", "--backend", "fake", "--tasks", "cmmlu:agronomy", "--limit", "5"],
+                           served["store"]) for n in (1, 2)]
+        finished = wait_for(lambda: all((j := jobs.get_job(i, served["store"])).state in jobs.FINISHED for i in ids)
+                            and [jobs.get_job(i, served["store"]) for i in ids])
+    assert [job.state for job in finished] == ["done", "done"]
+    assert max(job.started_at for job in finished) < min(job.finished_at for job in finished)  # they overlapped

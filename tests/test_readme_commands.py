@@ -102,6 +102,7 @@ EXPENSIVE = {
     ".venv/bin/evalkit run --model smollm2-135m-instruct --tasks mmlu,cmmlu,ceval --num-fewshot 5 --batch-size auto":
         "the full benchmarks, 5-shot: hours on a CPU",
     "evalkit serve --model smollm2-135m-instruct --port 8000 &": "a server that runs until stopped",
+    "evalkit board --port 7860 &": "a server that runs until stopped; tests/test_board.py and test_board_views.py drive one",
     "evalkit run --backend openai --base-url http://127.0.0.1:8000/v1 --model smollm2-135m-instruct --tasks cmmlu "
     "--num-fewshot 5 --limit 20 --concurrency 8 --tokenizer smollm2-135m-instruct":
         "needs the server above; 1,340 5-shot questions (tests/test_api_backend.py covers the path)",

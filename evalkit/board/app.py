@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import secrets
+import json
 import threading
 from pathlib import Path
 
@@ -20,28 +19,34 @@ from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from evalkit.board import auth, jobs
+from evalkit.board import arena_pages, auth, chat, jobs, views
+from evalkit.board.web import check_csrf, page, require
 from evalkit.errors import EvalkitError
-from evalkit.report.render import render
 
-CSRF_COOKIE = "evalkit_csrf"
 HEARTBEAT_S = 10.0
 
 
-def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = True, root_path: str = "",
-               require_auth: bool = False) -> FastAPI:
-    """``require_auth``: every request needs a board token (any bind but loopback); else the local user operates."""
+def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: int = 1, devices: list[str] | None = None,
+               root_path: str = "", require_auth: bool = False) -> FastAPI:
+    """``require_auth``: every request needs a board token (any bind but loopback); else the local user operates.
+    ``workers``: jobs run at once (0: none, `evalkit jobs work` runs them); ``devices``: one worker per CUDA device."""
     stop = threading.Event()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        if workers:  # the queue's worker lives as long as the server; jobs outlive both (own sessions)
-            threading.Thread(target=jobs.work, args=(store, log_dir), kwargs={"stop": stop}, daemon=True).start()
+        # the queue's workers live as long as the server; jobs outlive both (own sessions)
+        pinned = devices or [None] * workers
+        if pinned:
+            jobs.reconcile(store)
+        for device in pinned:
+            threading.Thread(target=jobs.work, args=(store, log_dir), daemon=True,
+                             kwargs={"stop": stop, "device": device, "reconciled": True}).start()
         yield
         stop.set()
 
     app = FastAPI(title="evalkit board", docs_url=None, redoc_url=None, openapi_url=None, root_path=root_path,
                   lifespan=lifespan)
+    app.state.store = store
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
@@ -58,10 +63,6 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
         request.state.user, request.state.role = user.user, user.role
         return await call_next(request)
 
-    def require(request: Request, role: str) -> None:
-        if not auth.allows(request.state.role, role):
-            raise HTTPException(403, f"{request.state.user} is a {request.state.role}; this needs a {role} token")
-
     @app.get("/login")
     def login_page(request: Request):
         return page(request, "board_login.html.j2", page_title="log in")
@@ -74,21 +75,6 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
         response = RedirectResponse("runs", status_code=303)
         response.set_cookie(auth.TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
-
-    def page(request: Request, template: str, **context) -> HTMLResponse:
-        token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-        html = render(template, store=store, root=request.scope.get("root_path", ""), csrf=token, **context)
-        response = HTMLResponse(html)
-        response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict")
-        return response
-
-    def check_csrf(request: Request, token: str) -> None:
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        origin = request.headers.get("origin")
-        if not cookie or not hmac.compare_digest(cookie, token):
-            raise HTTPException(403, "missing or wrong CSRF token: reload the page and submit the form again")
-        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
-            raise HTTPException(403, f"cross-site request from {origin} refused")
 
     @app.get("/")
     def home():
@@ -163,7 +149,23 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
 
     @app.get("/jobs/{job_id}")
     def job_page(request: Request, job_id: int):
-        return page(request, "board_job.html.j2", page_title=f"job {job_id}", job=_job(job_id))
+        from evalkit.board.progress import earlier_curves
+
+        job = _job(job_id)
+        if job.argv[:1] != ["train"]:
+            return page(request, "board_job.html.j2", page_title="job {id}", title_args={"id": job_id}, job=job, training=False)
+        return page(request, "board_job.html.j2", page_title="job {id}", title_args={"id": job_id}, job=job, training=True,
+                    earlier=earlier_curves(job, jobs.list_jobs(store)), charts=True,
+                    plotly_src=f"{request.scope.get('root_path', '')}/assets/plotly.js")
+
+    @app.get("/assets/plotly.js")
+    def plotly_asset():
+        """plotly.js from the installed plotly package, served by the board itself (no CDN: it works offline)."""
+        from fastapi.responses import Response
+
+        from evalkit.report.charts import plotly_js
+
+        return Response(str(plotly_js()), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
     @app.post("/jobs/{job_id}/cancel")
     def cancel(request: Request, job_id: int, csrf: str = Form("")):
@@ -183,7 +185,14 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def _log_events(job_id: int, offset: int):
-        quiet = 0.0
+        """The log's lines after ``offset`` (ids: byte offsets), progress bars parsed, and for a training job its
+        loss points. Loss events carry no id (the log offset stays the resume point): each connection sends
+        the whole curve again, and the page keys points by step, so a reconnect duplicates nothing."""
+        from evalkit.board.progress import parse_progress, read_curve, training_output_dir
+
+        quiet, curve_at = 0.0, 0
+        curve_file = training_output_dir(jobs.get_job(job_id, store).argv)
+        curve_file = curve_file / "trainer_log.jsonl" if curve_file else None
         while True:
             job = jobs.get_job(job_id, store)
             chunk = b""
@@ -196,10 +205,17 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
             for line in complete.splitlines(keepends=True):
                 offset += len(line)
                 text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                kind = "progress" if line.endswith(b"\r") else "log"
-                if text.strip():
-                    yield f"id: {offset}\nevent: {kind}\ndata: {text}\n\n"
-            if not complete:
+                bar = parse_progress(text)
+                if bar is not None:
+                    yield f"id: {offset}\nevent: progress\ndata: {json.dumps({**bar, 'text': text.strip()})}\n\n"
+                elif text.strip():
+                    yield f"id: {offset}\nevent: log\ndata: {text}\n\n"
+            points = []
+            if curve_file is not None:
+                points, curve_at = read_curve(curve_file, curve_at)
+                if points:
+                    yield f"event: loss\ndata: {json.dumps(points)}\n\n"
+            if not complete and not points:
                 if job.state in jobs.FINISHED:
                     yield f"event: state\ndata: {job.state}\n\n"
                     return
@@ -218,51 +234,19 @@ def create_app(store: str, log_dir: Path, site_dir: Path, *, workers: bool = Tru
         except EvalkitError as exc:
             raise HTTPException(404, str(exc)) from None
 
-    @app.get("/arena")
-    def arena_page(request: Request, a: int | None = None, b: int | None = None):
-        from evalkit.board import arena
-
-        if a is None or b is None:
-            from evalkit.store.frames import runs_with_scores
-
-            frame = runs_with_scores(store)
-            choices = frame[frame.metric.isin(["rouge-l", "bleu-4"])].to_dict(orient="records")
-            return page(request, "board_arena.html.j2", page_title="blind arena", choices=choices)
-        try:
-            trial = arena.next_trial(store, a, b, request.state.user)
-            task = arena.pairs(store, a, b)[0]
-        except EvalkitError as exc:
-            raise HTTPException(400, str(exc)) from None
-        return page(request, "board_arena.html.j2", page_title="blind arena", trial=trial, a=a, b=b, task=task)
-
-    @app.post("/arena/vote")
-    def arena_vote(request: Request, csrf: str = Form(""), trial: int = Form(...), verdict: str = Form(...),
-                   a: int = Form(...), b: int = Form(...)):
-        from evalkit.board import arena
-
-        check_csrf(request, csrf)
-        require(request, "voter")
-        try:
-            revealed = arena.vote(store, trial, verdict, request.state.user)
-        except EvalkitError as exc:
-            raise HTTPException(409, str(exc)) from None
-        return page(request, "board_reveal.html.j2", page_title="revealed", revealed=revealed, a=a, b=b)
-
-    @app.get("/rankings")
-    def rankings_page(request: Request, task: str = "alpaca_zh"):
-        from evalkit.board import arena
-
-        return page(request, "board_rankings.html.j2", page_title=f"rankings: {task}", task=task,
-                    result=arena.rankings(store, task))
-
     @app.get("/leaderboard/")
-    def leaderboard():
+    def leaderboard(request: Request):
         """The leaderboard site as `evalkit leaderboard` writes it, rebuilt from the store on each visit."""
         from evalkit.report import build_leaderboard
 
-        index, _ = build_leaderboard(None, site_dir, store, force=True)
+        try:
+            index, _ = build_leaderboard(None, site_dir, store, force=True)
+        except EvalkitError as exc:  # an empty store: say so in a page, not a 500
+            return page(request, "board_message.html.j2", page_title="leaderboard", message=str(exc))
         return HTMLResponse(index.read_text(encoding="utf-8"))
 
+    for router in (arena_pages.router, views.router, chat.router):
+        app.include_router(router)
     site_dir.mkdir(parents=True, exist_ok=True)
     app.mount("/leaderboard", StaticFiles(directory=site_dir, html=True), name="leaderboard")  # model pages
     return app

@@ -157,11 +157,14 @@ def _claim_next(store: str) -> Job | None:
     return None
 
 
-def run_job(job: Job, store: str, log_dir: Path) -> int:
-    """Start the job's command in its own session, wait for it, record how it ended. Returns its exit code."""
+def run_job(job: Job, store: str, log_dir: Path, device: str | None = None) -> int:
+    """Start the job's command in its own session, wait for it, record how it ended. Returns its exit code.
+    ``device``: the one CUDA device the job sees (a worker per GPU)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"job-{job.id}.log"
     env = {**os.environ, "EVALKIT_STORE": store}  # its runs land in the store the job came from
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = device
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "evalkit", *job.argv], stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -178,10 +181,12 @@ def run_job(job: Job, store: str, log_dir: Path) -> int:
 
 
 def work(store: str | None = None, log_dir: Path | None = None, once: bool = False, poll: float = 1.0,
-         stop: threading.Event | None = None) -> int:
-    """Run queued jobs one after another (``once``: until the queue is empty). Returns how many ran."""
+         stop: threading.Event | None = None, device: str | None = None, reconciled: bool = False) -> int:
+    """Run queued jobs one after another (``once``: until the queue is empty). Returns how many ran. Several
+    workers may share a store: each claims a job with an UPDATE only one of them wins."""
     url, log_dir = normalise_url(store), log_dir or default_log_dir()
-    reconcile(url)
+    if not reconciled:
+        reconcile(url)
     ran = 0
     while not (stop and stop.is_set()):
         job = _claim_next(url)
@@ -190,6 +195,6 @@ def work(store: str | None = None, log_dir: Path | None = None, once: bool = Fal
                 break
             time.sleep(poll)
             continue
-        run_job(job, url, log_dir)
+        run_job(job, url, log_dir, device)
         ran += 1
     return ran

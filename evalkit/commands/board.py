@@ -23,6 +23,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--root-path", default="", help="the path prefix a reverse proxy serves the board under")
     p.add_argument("--log-dir", type=Path, default=None, help="job logs (default $EVALKIT_JOBS_DIR or the user data dir)")
     p.add_argument("--no-worker", action="store_true", help="serve pages only; run jobs with `evalkit jobs work`")
+    p.add_argument("--workers", type=positive_int, default=1, help="jobs run at once (default 1)")
+    p.add_argument("--devices", default=None, metavar="0,1,...",
+                   help="one worker per CUDA device, each job seeing only its worker's (CUDA_VISIBLE_DEVICES)")
     p.set_defaults(func=board)
     u = subparsers.add_parser("board-users", help="tokens for the board: add, list, revoke")
     actions = u.add_subparsers(dest="action", required=True)
@@ -78,8 +81,11 @@ def board(args) -> int:
                            "`evalkit board-users add NAME --role operator`, or keep 127.0.0.1 and tunnel "
                            "(ssh -L 7860:127.0.0.1:7860 HOST)")
     log_dir = args.log_dir or jobs.default_log_dir()
-    app = create_app(url, log_dir, log_dir.parent / "board-site", workers=not args.no_worker, root_path=args.root_path,
-                     require_auth=require_auth)
+    devices = [d.strip() for d in args.devices.split(",")] if args.devices else None
+    if devices and not all(d.isdigit() for d in devices):
+        raise EvalkitError(f"--devices {args.devices}: CUDA device numbers, e.g. --devices 0,1")
+    app = create_app(url, log_dir, log_dir.parent / "board-site", workers=0 if args.no_worker else args.workers,
+                     devices=None if args.no_worker else devices, root_path=args.root_path, require_auth=require_auth)
     print(f"evalkit board: http://{args.host}:{args.port}{args.root_path}/ (store {url}; "
           f"{'tokens required' if require_auth else 'loopback, no login'})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

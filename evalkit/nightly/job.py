@@ -131,7 +131,7 @@ def run_nightly(suite: Suite, *, night: str | None = None, output: str | None = 
                 leaderboard: str | None = None) -> dict:
     from evalkit.report import build_leaderboard
     from evalkit.store import normalise_url
-    from evalkit.store.tags import mark_accepted
+    from evalkit.store.tags import mark_accepted, record_night
 
     night = night or tonight()
     store = normalise_url(store)
@@ -162,6 +162,7 @@ def run_nightly(suite: Suite, *, night: str | None = None, output: str | None = 
             mark_accepted(ids, suite.name, night, store)
         verdict["accepted"] = verdict["exit_code"] == 0
         verdicts[model] = verdict
+        record_night(suite.name, night, model, verdict, store)
         code = max(code, verdict["exit_code"])
     site, _ = build_leaderboard(suite.leaderboard.definition, leaderboard or suite.leaderboard.output, store)
     summary = "\n".join(summaries) + f"\nLeaderboard: {markdown_text(site)}; {len(models)} model(s) x {len(suite.tasks)} task(s), " \

@@ -110,7 +110,7 @@ def _notes(task: str, a, b) -> list[str]:
     return notes
 
 
-def _paired_samples(task: str, a, b) -> tuple[list, list[str]]:
+def paired_samples(task: str, a, b) -> tuple[list, list[str]]:
     """Per-sample rows of both runs paired by item, and the notes on what could not be paired."""
     rows_a, rows_b = read_samples(a.samples_file), read_samples(b.samples_file)
     for result, rows in ((a, rows_a), (b, rows_b)):
@@ -124,7 +124,7 @@ def _paired_samples(task: str, a, b) -> tuple[list, list[str]]:
 
 
 def _multiple_choice(task: str, a, b) -> dict:
-    pairs, notes = _paired_samples(task, a, b)
+    pairs, notes = paired_samples(task, a, b)
     # runs on other questions (forced with --allow-mismatch): every figure is taken on the questions both answered
     on_pairs = bool(pairs) and (len(pairs) != a.n or len(pairs) != b.n)
 
@@ -207,7 +207,7 @@ def _sample_score(row: dict, metric: str):
 
 
 def _generation(task: str, a, b) -> dict:
-    pairs, notes = _paired_samples(task, a, b)
+    pairs, notes = paired_samples(task, a, b)
     metrics = [_exact_match_row(a, b, pairs)] if a.metric == EXACT_MATCH and b.metric == EXACT_MATCH else []
     for metric in GENERATION_METRICS:
         base_value, candidate_value = (a.result or {}).get(metric), (b.result or {}).get(metric)

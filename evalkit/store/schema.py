@@ -155,3 +155,22 @@ class Vote(Base):
     voter: Mapped[str] = mapped_column(String(200), default="")
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # from shown to voted
     shown_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
+
+
+class NightlyVerdict(Base):
+    """One model's gate verdict on one night of a suite (the board's regressions timeline). The nightly job's
+    verdict.json files stay the record CI reads; this row makes the history queryable from the store."""
+
+    __tablename__ = "nightly_verdicts"
+    __table_args__ = (Index("ix_nightly_suite_night", "suite", "night"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    suite: Mapped[str] = mapped_column(String(200))
+    night: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(Text)
+    verdict: Mapped[str] = mapped_column(String(32))  # pass | regression | first night | ...
+    exit_code: Mapped[int] = mapped_column(Integer)
+    candidate_runs: Mapped[list] = mapped_column(JSON, default=list)
+    baseline_runs: Mapped[list] = mapped_column(JSON, default=list)
+    failing: Mapped[list] = mapped_column(JSON, default=list)  # the gate's failing rows, as verdict.json has them
+    recorded_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 
 from evalkit.store.engine import open_store
@@ -39,3 +41,30 @@ def run_nights(store: str | None = None) -> dict[int, str]:
     factory, _ = open_store(store)
     with factory() as session:
         return {tag.run_id: tag.night for tag in session.scalars(select(RunTag).where(RunTag.tag == ACCEPTED))}
+
+
+def record_night(suite: str, night: str, model: str, verdict: dict, store: str | None = None) -> None:
+    """Store one model's verdict of a night (a rerun of the same night replaces it)."""
+    from sqlalchemy import delete
+
+    from evalkit.store.schema import NightlyVerdict
+
+    factory, _ = open_store(store)
+    with factory.begin() as session:
+        session.execute(delete(NightlyVerdict).where(NightlyVerdict.suite == suite, NightlyVerdict.night == night,
+                                                     NightlyVerdict.model == model))
+        session.add(NightlyVerdict(suite=suite, night=night, model=model, verdict=str(verdict.get("verdict", "")),
+                                   exit_code=int(verdict.get("exit_code", 0)),
+                                   candidate_runs=list((verdict.get("candidate") or {}).get("runs") or []),
+                                   baseline_runs=list((verdict.get("baseline") or {}).get("runs") or []),
+                                   failing=json.loads(json.dumps(verdict.get("failing") or [], default=str))))
+
+
+def nights(store: str | None = None) -> list:
+    """Every stored nightly verdict, newest night first."""
+    from evalkit.store.schema import NightlyVerdict
+
+    factory, _ = open_store(store)
+    with factory() as session:
+        return list(session.scalars(select(NightlyVerdict).order_by(NightlyVerdict.night.desc(), NightlyVerdict.suite,
+                                                                    NightlyVerdict.model)))

@@ -3,7 +3,9 @@ schedule, and the manifest written into every checkpoint-N directory."""
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -85,6 +87,34 @@ def validation_notice(recipe, validation_samples: int, total_steps: int) -> str 
     return (f"evalkit: warning: eval_steps={every} is beyond the run's {total_steps} step(s): the "
             f"{validation_samples} validation records are never evaluated; set eval_at_end=true "
             f"or eval_steps={total_steps}")
+
+
+class TrainerLog(TrainerCallback):
+    """Append each logged step to ``output_dir/trainer_log.jsonl``, one JSON object a line, with LLaMA-Factory's
+    keys (current_steps, total_steps, loss, eval_loss, lr, epoch, percentage, elapsed_time, remaining_time), so
+    a loss curve can be drawn while the run goes on (the board's job page) and by tools that read LLaMA-Factory's."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.first_step = time.monotonic(), state.global_step  # a resumed run's rate from its own steps
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or not ({"loss", "eval_loss"} & set(logs)):
+            return control  # the end-of-run summary (train_runtime, ...) is no point of a curve
+        elapsed = time.monotonic() - self.started
+        done, total = state.global_step, state.max_steps
+        rate = (done - self.first_step) / elapsed if elapsed > 0 else 0.0
+        entry = {"current_steps": done, "total_steps": total, "loss": logs.get("loss"), "eval_loss": logs.get("eval_loss"),
+                 "lr": logs.get("learning_rate"), "epoch": state.epoch,
+                 "percentage": round(100 * done / total, 2) if total else None,
+                 "elapsed_time": round(elapsed, 1), "remaining_time": round((total - done) / rate, 1) if rate else None}
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(args.output_dir) / LOG_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({k: v for k, v in entry.items() if v is not None}) + "\n")
+        return control
+
+
+LOG_FILE = "trainer_log.jsonl"
 
 
 class ManifestCallback(TrainerCallback):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from evalkit.errors import EvalkitError
 from evalkit.train import checkpoint
-from evalkit.train.callbacks import EvaluationSchedule, ManifestCallback, RunSummary
+from evalkit.train.callbacks import EvaluationSchedule, ManifestCallback, RunSummary, TrainerLog
 from evalkit.train.data import load_training_data
 from evalkit.train.methods import get_method
 from evalkit.train.recipe import Recipe
@@ -186,6 +186,7 @@ def train(recipe: Recipe, callbacks=()) -> Path:
     trainer = _trainer(recipe, method, model, tokenizer, data, base_path)
     trainer.add_callback(ManifestCallback(recipe, data.info, base_path, base_identity, trainable))
     trainer.add_callback(EvaluationSchedule(recipe.eval_at_end))
+    trainer.add_callback(TrainerLog())
     trainer.callback_handler.callbacks.insert(0, RunSummary(recipe, data.info, trainable))  # before the progress bar
     for callback in callbacks:
         trainer.add_callback(callback)
