@@ -92,12 +92,16 @@ def test_token_split_is_lm_evals(tiny_lm):
 
 
 # -- the hf engine ----------------------------------------------------------------------------------------
-@pytest.fixture(params=["shared-prefix attention", "repeated cache"])
+@pytest.fixture(params=["packed trees", "packed trees, subject prefix", "repeated cache"])
 def attention_path(request, monkeypatch):
+    """The ways options attend to their question: packed as trees (CPU, plain decoders; over a subject's
+    few-shot prefix cache when it is long enough), or through a repeated KV cache (CUDA, other models)."""
     import evalkit.backends.hf.cloze as cloze
 
     if request.param == "repeated cache":
         monkeypatch.setattr(cloze, "supports_shared_prefix_attention", lambda *args: False)
+    if request.param != "packed trees":
+        monkeypatch.setattr(cloze, "SUBJECT_PREFIX_TOKENS", 8)  # 1-shot prefixes of the tests count as long
     return request.param
 
 
