@@ -138,3 +138,19 @@ def test_perplexity_matches_hf():
     print(f"\nperplexity vllm {vllm['perplexity']:.6f} vs hf {hf['perplexity']:.6f}")
     assert abs(vllm["perplexity"] / hf["perplexity"] - 1) < 1e-5
     assert abs(vllm["perplexity_llamafactory"] / hf["perplexity_llamafactory"] - 1) < 1e-5
+
+
+def test_three_and_five_option_specs_match_hf(tmp_path):
+    """Issue 26: the allowed tokens follow each question's own labels (2-5 options here) and give hf's answers."""
+    from tests.test_n_options import write_task
+
+    specs = [write_task(tmp_path / "three", 3), write_task(tmp_path / "five", 5)]
+    args = ("--tasks", ",".join(str(s) for s in specs), "--num-fewshot", "2", "--limit", "30")
+    vllm_rows = evalkit_run("vllm", SMOLLM2, tmp_path / "vllm", *args)
+    hf_rows = evalkit_run("hf", SMOLLM2, tmp_path / "hf", *args)
+    assert len(hf_rows) == 60 and {len(r["probabilities"]) for r in hf_rows} == {2, 3, 4, 5}
+    assert [list(r["probabilities"]) for r in vllm_rows] == [list(r["probabilities"]) for r in hf_rows]
+    same = sum(a["prediction"] == b["prediction"] for a, b in zip(vllm_rows, hf_rows))
+    gap = max(abs(a["probabilities"][k] - b["probabilities"][k]) for a, b in zip(vllm_rows, hf_rows) for k in b["probabilities"])
+    print(f"\nvllm vs hf, 3- and 5-option specs (60 questions, 2-shot): {same}/60 same predictions, max |dp| = {gap:.2e}")
+    assert same == 60 and gap < 1e-4
