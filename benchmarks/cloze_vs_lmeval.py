@@ -24,6 +24,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def run_lmeval(lmeval_python: str, model_dir: Path, subjects, limit: int, work: 
     names = mmlu_cloze_tasks.write(lmeval_python, list(subjects))
     timing_file, output = work / "lmeval_timing.jsonl", work / "lmeval_output"
     timing_file.unlink(missing_ok=True)
+    shutil.rmtree(output, ignore_errors=True)  # one samples file per task: the previous round's goes
     command = [lmeval_python, str(LMEVAL_TASKS / "timed_lm_eval.py"), "--model", "hf",
                "--model_args", f"pretrained={model_dir},dtype=float32", "--tasks", ",".join(names),
                "--include_path", str(LMEVAL_TASKS), "--num_fewshot", str(num_fewshot), "--limit", str(limit),
@@ -123,7 +125,8 @@ def main() -> None:
     parser.add_argument("--per-subject", type=int, default=20)
     parser.add_argument("--num-fewshot", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8, help="both tools' batch size")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for both")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both (1: on a shared CPU two "
+                        "OpenMP threads each wait on the other processes)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--lmeval-python", default=str(LMEVAL_PYTHON))
     args = parser.parse_args()

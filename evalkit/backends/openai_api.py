@@ -13,6 +13,8 @@ from a short greedy answer instead; the rule is outputs.parse_rule and unparsed 
 Generation uses chat completions (the server applies the model's chat template) or completions
 with ``--no-chat-template``. Requests run concurrently (asyncio, the official ``openai`` client,
 which retries 429/5xx/timeouts with exponential backoff); the key comes from an environment variable.
+Specs with ``scoring: cloze`` read each option's log-likelihood from echoed prompt log-probabilities
+(openai_cloze.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from evalkit.backends.base import Backend, BackendOptions, CacheOpener
-from evalkit.backends.outputs import (PARSE_RULE, ChoiceScore, Generation, best_letter,  # noqa: F401  (re-exported)
+from evalkit.backends.outputs import (PARSE_RULE, ChoiceScore, ClozeScore, Generation, best_letter,  # noqa: F401
                                       choice_token_ids, clean_generation, generation_timing, letter_probabilities,
                                       option_count, options_key, parse_rule)
 from evalkit.errors import EvalkitError
@@ -164,6 +166,18 @@ class OpenAIBackend(Backend):
         return ChoiceScore(request, None, match.group(1) if match else None,
                            response.usage.prompt_tokens if response.usage else 0, False)
 
+    def score_cloze(self, requests, config, label):
+        from evalkit.backends.openai_cloze import cloze_work
+
+        if config.truncation == "left":
+            raise EvalkitError("--truncation left needs the model's tokenizer in process; use --backend hf")
+        if self.options.mc_mode == "generate":
+            raise EvalkitError(f"--mc-mode generate cannot score {label} (scoring: cloze needs the options' "
+                               "log-probabilities); drop --mc-mode generate")
+        keys = [{"prompt": r.prompt, "continuations": list(r.continuations), "token_ids": self._tokenizer is not None}
+                for r in requests]
+        return self._run(label, requests, cloze_work(self), config.progress, "cloze", keys)
+
     # -- generation ---------------------------------------------------------------------------------------
     def generate(self, texts, *, chat, max_new_tokens, stop, config, label):
         if config.truncation == "left":
@@ -229,6 +243,8 @@ class OpenAIBackend(Backend):
 
 
 def _saved(result) -> dict:
+    if isinstance(result, ClozeScore):
+        return {"loglikelihoods": result.loglikelihoods, "greedy": result.greedy, "prompt_tokens": result.prompt_tokens}
     if isinstance(result, ChoiceScore):
         return {"probabilities": result.probabilities, "prediction": result.prediction, "prompt_tokens": result.prompt_tokens}
     return {"text": result.text, "prompt_tokens": result.prompt_tokens, "new_tokens": result.new_tokens,
@@ -236,6 +252,8 @@ def _saved(result) -> dict:
 
 
 def _restore(item, saved: dict):
+    if "loglikelihoods" in saved:
+        return ClozeScore(item, saved["loglikelihoods"], saved["greedy"], saved["prompt_tokens"], False)
     if "probabilities" in saved:
         return ChoiceScore(item, saved["probabilities"], saved["prediction"], saved["prompt_tokens"], False)
     return Generation(saved["text"], saved["prompt_tokens"], saved["new_tokens"], saved["finish"], False, [], saved["prompt"])

@@ -4,6 +4,7 @@
   question's own label tokens (A-D for the shipped specs) and the engine's ``logprobs_mode="processed_logprobs"``:
   the returned log-probabilities are then exactly those labels, renormalised over them, which is evalkit's
   softmax over their logits. Prefix caching is on, so each subject's few-shot prefix is computed once.
+* Cloze (``scoring: cloze``): each option's continuation scored from ``prompt_logprobs`` (vllm_cloze.py).
 * Generation: greedy, the model's EOS and the task's stop strings, the chat template rendered by
   evalkit (backends/hf/generation.py ``render_prompt``) and decoded/cleaned by the same rule as ``hf``.
 * Perplexity: ``prompt_logprobs`` over the same sliding windows as profile/perplexity.py, a few
@@ -219,6 +220,11 @@ class VLLMBackend(InProcessBackend):
         probabilities = self._chunks(len(requests), memo, compute, label or "scoring", "q", config.progress)
         return [ChoiceScore(r, p, best_letter(p, r.labels), len(s), t)
                 for r, p, s, t in zip(requests, probabilities, sequences, truncated)]
+
+    def score_cloze(self, requests, config, label):
+        from evalkit.backends.vllm_cloze import score_cloze
+
+        return score_cloze(self, requests, config, label)
 
     # -- generation ----------------------------------------------------------------------------------------
     def _eos_ids(self) -> list[int]:

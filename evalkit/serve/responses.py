@@ -25,11 +25,13 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 def complete(served: ServedModel, ids: list[int], max_tokens: int, stop: list[str], body: CompletionRequest,
              bias: dict[int, float] | None) -> dict:
     """One prompt's choice: the continuation and, if asked, log-probabilities (prompt ones too with echo)."""
-    next_row = None
+    next_row = echoed = None
     if max_tokens == 0:
         tokens, text, finish = [], "", "length"
     elif max_tokens == 1 and body.temperature == 0:  # one forward pass serves both the token and its logprobs
-        next_row = served.logprobs(ids, bias, echo=False)
+        # with echo (lm-eval's loglikelihood requests) the same pass gives the prompt's rows too: kept for below
+        echoed = served.logprobs(ids, bias, echo=True) if body.echo and body.logprobs is not None else None
+        next_row = echoed[-1:] if echoed is not None else served.logprobs(ids, bias, echo=False)
         token = int(next_row[-1].argmax())
         tokens, finish = [token], ("stop" if token in served.eos else "length")
         text = "" if finish == "stop" else drop_partial_character(served.lm.tokenizer.decode(tokens, skip_special_tokens=True), finish)
@@ -42,6 +44,8 @@ def complete(served: ServedModel, ids: list[int], max_tokens: int, stop: list[st
         positions = list(range(1 if body.echo else len(ids), len(ids) + len(tokens)))
         if next_row is not None and not body.echo:  # row j predicts position first + j
             rows, first = next_row, len(ids)
+        elif next_row is not None and echoed is not None:  # row j of the prompt's pass predicts position j + 1
+            rows, first = echoed, 1
         else:
             rows, first = served.logprobs(ids + tokens[:-1] if tokens else ids, bias, echo=True), 1
         sequence = ids + tokens
