@@ -79,6 +79,16 @@ def _gather(mine: list[tuple[int, object]], count: int) -> list:
     return answers
 
 
+def _my_subjects(requests) -> list[int]:
+    """This rank's requests: whole subjects, balanced by size, so each keeps its prefix reuse."""
+    groups: OrderedDict = OrderedDict()
+    for i, r in enumerate(requests):
+        groups.setdefault((r.task, r.subject), []).append(i)
+    members = list(groups.values())
+    owner = balanced_shares([len(m) for m in members], world()[1])
+    return [i for g, m in enumerate(members) if owner[g] == world()[0] for i in m]
+
+
 class DataParallel:
     """A backend computing this rank's share of each call and returning all ranks' answers."""
 
@@ -92,13 +102,13 @@ class DataParallel:
         return {**self.inner.describe(), "data_parallel": {"world_size": world()[1], "shard": "subject"}}
 
     def score_choices(self, requests, targets, config, label):
-        groups: OrderedDict = OrderedDict()
-        for i, r in enumerate(requests):
-            groups.setdefault((r.task, r.subject), []).append(i)
-        members = list(groups.values())
-        owner = balanced_shares([len(m) for m in members], world()[1])
-        mine = [i for g, m in enumerate(members) if owner[g] == world()[0] for i in m]
+        mine = _my_subjects(requests)
         scores = self.inner.score_choices([requests[i] for i in mine], targets, config, label) if mine else []
+        return _gather(list(zip(mine, scores)), len(requests))
+
+    def score_cloze(self, requests, config, label):
+        mine = _my_subjects(requests)
+        scores = self.inner.score_cloze([requests[i] for i in mine], config, label) if mine else []
         return _gather(list(zip(mine, scores)), len(requests))
 
     def generate(self, texts, *, chat, max_new_tokens, stop, config, label):

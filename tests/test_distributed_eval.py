@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.test_resume import outputs, stable
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = "cmmlu:agronomy,cmmlu:anatomy,cmmlu:astronomy,alpaca_zh,perplexity_default"
+TASKS = "cmmlu:agronomy,cmmlu:anatomy,cmmlu:astronomy,mmlu_cloze:anatomy,mmlu_cloze:astronomy,alpaca_zh,perplexity_default"
 # what legitimately differs between the two runs: the data_parallel record, per-process timing
 LAUNCH_ONLY = {"backend", "generate_s", "tokens_per_s", "processes", "per_process", "batch_size"}
 
@@ -52,4 +52,4 @@ def test_two_processes_equal_one(tmp_path, varied_model_dir):
     assert two["backend"]["data_parallel"] == {"world_size": 2, "shard": "subject"}
     assert "data_parallel" not in one["backend"]
     assert without(stable(two), LAUNCH_ONLY) == without(stable(one), LAUNCH_ONLY)
-    assert two_samples == one_samples and len(one_samples) == 3  # cmmlu, alpaca_zh, perplexity_default
+    assert two_samples == one_samples and len(one_samples) == 4  # cmmlu, mmlu_cloze, alpaca_zh, perplexity_default
