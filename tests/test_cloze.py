@@ -218,3 +218,21 @@ def test_letter_specs_score_and_key_as_before(capsys, tmp_path):
     row = json.loads(next(tmp_path.rglob(task["samples_file"])).read_text().splitlines()[0])
     assert set(row) == {"task", "subject", "index", "id", "prompt_sha256", "prompt_tokens", "truncated",
                         "probabilities", "prediction", "gold", "correct"}
+
+
+def test_each_context_is_computed_once(tiny_lm, one_thread):
+    """Packed as trees, a question's context runs once for all its options (lm-eval runs it once per option),
+    and each continuation runs but its last token."""
+    from evalkit.backends.hf.cloze import score_cloze
+    from tests.test_prefix_reuse import count_computed_tokens
+
+    requests = cloze_requests(per_subject=3)
+    encoded = [encode_request(tiny_lm.tokenizer, r) for r in requests]
+    seen, handle = count_computed_tokens(tiny_lm.model)
+    try:
+        score_cloze(tiny_lm, requests, 8, progress=False)
+    finally:
+        handle.remove()
+    once = sum(len(ctx) + sum(len(ids) - 1 for ids in conts) for ctx, conts in encoded)
+    per_option = sum(len(ctx) + len(ids) - 1 for ctx, conts in encoded for ids in conts)
+    assert sum(seen) == once < per_option / 2

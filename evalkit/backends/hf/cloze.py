@@ -1,13 +1,13 @@
 """Cloze scoring in process: per option, the summed log-likelihood of its text as a continuation of the prompt.
 
-lm-evaluation-harness computes every option's context + continuation whole (four forward passes of the
-same question for MMLU, the LM head at every position). Here each computation is done once, exactly:
+lm-evaluation-harness computes every option's context + continuation whole (four passes over the same
+question for MMLU, the LM head at every position). Here each token is computed once, exactly:
 
-1. the subject's shared prompt tokens (header, exemplars): one KV cache per subject (``prefix_cache``);
-2. each question's own context on top of it: once per question, not once per option;
-3. the options as packed suffixes over the question's cache (``shared_prefix_attention`` on CPU, a repeated
-   cache elsewhere), each suffix being the context's last token and the continuation but its last token,
-   the LM head only where a continuation token is predicted.
+* a subject's long shared prefix (few-shot exemplars): one KV cache per subject (``prefix_cache``);
+* on CPU (plain decoders), many questions in one pass, each packed as a tree: its context once, its options
+  branching from it (tree_attention.py); elsewhere (CUDA, other attention kinds) each question's context
+  extends the subject's cache once and its options run packed or batched on top of that (``_reused``);
+* the LM head only at the rows that predict a continuation token.
 
 The token split is lm-eval's (``evalkit/backends/cloze_tokens.py``). The full path (``--full-prompt``, left-
 truncated prompts, models without prefix reuse) computes each option whole, as lm-eval does: the reference.
@@ -39,10 +39,11 @@ SUBJECT_PREFIX_TOKENS = 64
 
 def score_cloze(lm, requests, batch_size: int | str = 1, truncation: str = "error", label: str = "",
                 progress: bool = True, reuse_prefix: bool = True, memo=None) -> list[ClozeScore]:
-    """One ``ClozeScore`` per request, in input order. With prefix reuse each question is its own forward passes
-    (its context, then all its options packed), so ``batch_size`` cannot change a number; on the full path it
-    is the option rows per pass (whole questions, at least one), whose rows are computed independently.
-    ``memo``: a request_cache.BatchMemo with one key per request; cached ones are read back, the rest saved."""
+    """One ``ClozeScore`` per request, in input order. ``batch_size``: questions per packed pass on CPU (auto: up
+    to PACKED_TOKENS tokens), option rows per pass on the full path. It changes no number on the packed and
+    ``_reused`` paths, where every attention call and every linear row covers one question alone; the full
+    path pads rows, which moves fp32 rounding (~1e-6). ``memo``: a request_cache.BatchMemo with one key per
+    request; cached ones are read back, the rest saved as their batch completes."""
     if not requests:
         return []
     encoded = [encode_request(lm.tokenizer, r) for r in requests]
