@@ -236,3 +236,28 @@ def test_each_context_is_computed_once(tiny_lm, one_thread):
     once = sum(len(ctx) + sum(len(ids) - 1 for ids in conts) for ctx, conts in encoded)
     per_option = sum(len(ctx) + len(ids) - 1 for ctx, conts in encoded for ids in conts)
     assert sum(seen) == once < per_option / 2
+
+
+def test_prompts_longer_than_the_context_stop_or_keep_their_last_tokens(tiny_lm, one_thread):
+    """As lm-eval: context + continuation cut to the model's last ``context`` tokens with --truncation left
+    (on the full path); without it one line says what to do."""
+    import dataclasses
+
+    from evalkit.backends.hf.cloze import score_cloze
+    from evalkit.errors import EvalkitError
+
+    requests = cloze_requests(("anatomy",), 2, shots=1)
+    longest = max(len(encode_request(tiny_lm.tokenizer, r)[0]) for r in requests)
+    short = dataclasses.replace(tiny_lm, context_length=longest - 8)
+    with pytest.raises(EvalkitError, match="do not fit the model's context .* pass --truncation left"):
+        score_cloze(short, requests, 2, progress=False)
+    scores = score_cloze(short, requests, 2, truncation="left", progress=False)
+    assert any(s.truncated for s in scores)
+    for request, score in zip(requests, scores):
+        context, continuations = encode_request(tiny_lm.tokenizer, request)
+        with torch.inference_mode():
+            for ids, ll in zip(continuations, score.loglikelihoods):
+                kept = (context + ids)[-(short.context_length + 1):][:-1]  # lm-eval's window
+                logprobs = torch.log_softmax(tiny_lm.model(input_ids=torch.tensor([kept])).logits[0].float(), -1)
+                direct = sum(float(logprobs[len(kept) - len(ids) + j, t]) for j, t in enumerate(ids))
+                assert ll == pytest.approx(direct, abs=1e-4)
