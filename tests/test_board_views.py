@@ -152,3 +152,35 @@ def test_a_training_job_draws_its_loss_curves_over_the_earlier_run(served, brows
         shutil.copy(served["root"] / "board_training.png", REPO / "docs" / "board_training.png")
     assert refused == []
     page.close()
+
+
+@pytest.mark.parametrize("body, status, expected", [
+    ({"model": "m", "messages": []}, 400, "messages: a list of 1 to 40 turns"),
+    ({"model": "m", "messages": [{"role": "system", "content": "x"}]}, 400, 'each turn is {"role": "user" | "assistant"'),
+    ({"model": "m", "messages": [{"role": "user", "content": "x" * 20_001}]}, 400, "at most 20000 characters"),
+    ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_new_tokens": 10_000}, 400, "max_new_tokens: 1..512"),
+    ({"model": "", "messages": [{"role": "user", "content": "hi"}]}, 400, "model: a name or path"),
+    ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "csrf": "forged"}, 403, "CSRF"),
+])
+def test_chat_refuses_bad_requests_before_loading_a_model(tmp_path, body, status, expected):
+    """Each bad chat request is a JSON 4xx with one line, answered before any model loads."""
+    from fastapi.testclient import TestClient
+
+    from evalkit.board import chat
+    from evalkit.board.app import create_app
+
+    client = TestClient(create_app(f"sqlite:///{tmp_path / 's.sqlite'}", tmp_path / "logs", tmp_path / "site", workers=0))
+    client.get("/chat")
+    response = client.post("/chat/reply", json={"csrf": client.cookies.get("evalkit_csrf"), **body})
+    assert response.status_code == status and expected in response.json()["detail"]
+    assert "\n" not in response.json()["detail"] and not chat._models
+
+
+def test_compare_of_an_unknown_run_is_one_line(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from evalkit.board.app import create_app
+
+    client = TestClient(create_app(f"sqlite:///{tmp_path / 's.sqlite'}", tmp_path / "logs", tmp_path / "site", workers=0))
+    response = client.get("/compare?base=1&candidate=2")
+    assert response.status_code == 400 and response.json()["detail"].startswith("no evaluation run 1 in the store")

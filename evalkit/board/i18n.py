@@ -38,6 +38,17 @@ ZH = {
     "tier": "档位", "rating": "评分", "95% interval": "95% 区间", "votes": "票数",
     "Win probability (row beats column)": "胜率（行胜列）", "token": "令牌",
     "An operator creates tokens with": "管理员用此命令创建令牌：",
+    "{votes} vote(s) on {prompts} prompt(s); Bradley-Terry by maximum likelihood (ties half a win), anchored at "
+    "{anchor}; 95% intervals from {rounds} bootstrap resamples of prompts (seed {seed}).":
+        "{prompts} 个提示共 {votes} 票；Bradley-Terry 最大似然估计（平局计半胜），以 {anchor} 为基准；"
+        "95% 区间来自按提示重采样的 {rounds} 次 bootstrap（种子 {seed}）。",
+    "{model} against {anchor}: {wins} wins, {losses} losses, {ties} ties; win rate {rate}% (Wilson 95% {low}..{high}), "
+    "exact sign test p = {p}.":
+        "{model} 对 {anchor}：胜 {wins}，负 {losses}，平 {ties}；胜率 {rate}%（Wilson 95% {low}..{high}），精确符号检验 p = {p}。",
+    "Position bias: the left answer won {rate} of decided votes (50% is none).":
+        "位置偏差：在分出胜负的投票中，左侧答案胜出 {rate}（50% 表示无偏差）。",
+    "Humans agreed with ROUGE-L's preference on {agree} of {compared} decided pairs ({rate}%).":
+        "在 {compared} 个分出胜负的配对中，人工判断与 ROUGE-L 的偏好一致 {agree} 次（{rate}%）。",
     # compare page
     "base": "基准", "candidate": "候选", "delta": "差值", "verdict": "结论", "flipped right to wrong": "由对变错",
     "flipped wrong to right": "由错变对", "question": "题目", "answer": "答案", "reference": "参考答案",

@@ -43,4 +43,4 @@ def check_csrf(request: Request, token: str) -> None:
 
 def require(request: Request, role: str) -> None:
     if not auth.allows(request.state.role, role):
-        raise HTTPException(403, f"{request.state.user} is a {request.state.role}; this needs a {role} token")
+        raise HTTPException(403, f"{request.state.user} is a {request.state.role}; this needs the {role} role (or higher)")
