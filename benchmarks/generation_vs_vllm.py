@@ -15,10 +15,7 @@ import statistics
 import subprocess
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+from vllm_vs_hf import uptime  # also sets vLLM's CPU environment (offline, in-process engine, 2 GB KV cache)
 
 
 def parse_args() -> argparse.Namespace:
@@ -30,10 +27,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", type=int, default=0, help=argparse.SUPPRESS)  # one batch size, in a child process
     return parser.parse_args()
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def generate(backend, texts, stop, batch_size: int, max_new_tokens: int) -> tuple[float, list[str]]:
