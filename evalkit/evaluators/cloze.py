@@ -9,7 +9,7 @@ the options' log-likelihoods, so either can be recomputed or compared with lm-ev
 
 from __future__ import annotations
 
-from evalkit.cache import sha256_text
+from evalkit.evaluators.multiple_choice import _no_accuracy, result_header, sample_row
 from evalkit.metrics.accuracy import summarize
 from evalkit.requests import build_cloze_requests
 from evalkit.tasks.mc_data import is_unlabeled
@@ -32,9 +32,7 @@ def run_cloze(prepared, backend, config, output) -> dict:
         ident = ids[(request.subject, request.index)]
         predictions[request.subject][ident] = score.prediction
         row = {
-            "task": spec.name, "subject": request.subject, "index": request.index, "id": ident,
-            "prompt_sha256": sha256_text(request.prompt), "prompt_tokens": score.prompt_tokens,
-            "truncated": score.truncated,
+            **sample_row(spec, score, ident),
             "loglikelihoods": dict(zip(request.labels, score.loglikelihoods)),
             "greedy": dict(zip(request.labels, score.greedy)),
             "prediction": score.prediction, "prediction_norm": score.prediction_norm,
@@ -46,17 +44,9 @@ def run_cloze(prepared, backend, config, output) -> dict:
             row.update(gold=request.gold, correct=right, correct_norm=right_norm)
         rows.append(row)
     samples = output.write_samples(spec.name, rows)
-    result = {
-        "type": "multiple_choice", "scoring": "cloze", "target_delimiter": spec.target_delimiter,
-        "spec": str(spec.path), "spec_sha256": spec.spec_hash(), "split": prepared.split,
-        "fewshot_split": spec.fewshot_split, "num_fewshot": config.num_fewshot, "prompt_style": config.prompt_style,
-        "prompt_sha256": sha256_text("\n".join(r["prompt_sha256"] for r in rows)),
-        "data_files": prepared.data_files, "n_truncated": sum(r["truncated"] for r in rows), "n_unparsed": 0,
-        "samples_file": samples.name,
-    }
+    result = {"type": "multiple_choice", "scoring": "cloze", "target_delimiter": spec.target_delimiter,
+              **result_header(prepared, config, rows, samples.name)}  # n_unparsed 0: cloze always predicts
     if not labeled:
-        from evalkit.evaluators.multiple_choice import _no_accuracy
-
         file = output.write_predictions(spec.name, prepared.split, predictions)
         return {**result, "predictions_file": file.name, **_no_accuracy(spec, predictions)}
     categories = {k: v.categories for k, v in spec.subjects.items()}

@@ -89,9 +89,7 @@ class MultipleChoiceEvaluator:
             ident = ids[(request.subject, request.index)]
             predictions[request.subject][ident] = score.prediction
             row = {
-                "task": spec.name, "subject": request.subject, "index": request.index, "id": ident,
-                "prompt_sha256": sha256_text(request.prompt), "prompt_tokens": score.prompt_tokens,
-                "truncated": score.truncated,
+                **sample_row(spec, score, ident),
                 "probabilities": dict(zip(request.labels, score.probabilities)) if score.probabilities else None,
                 "prediction": score.prediction,
             }
@@ -100,16 +98,7 @@ class MultipleChoiceEvaluator:
                 row.update(gold=request.gold, correct=score.correct)
             rows.append(row)
         samples = output.write_samples(spec.name, rows)
-        result = {
-            "type": "multiple_choice",
-            "spec": str(spec.path), "spec_sha256": spec.spec_hash(), "split": prepared.split,
-            "fewshot_split": spec.fewshot_split, "num_fewshot": config.num_fewshot,
-            "prompt_style": config.prompt_style,
-            "prompt_sha256": sha256_text("\n".join(r["prompt_sha256"] for r in rows)),
-            "data_files": prepared.data_files, "n_truncated": sum(r["truncated"] for r in rows),
-            "n_unparsed": sum(r["prediction"] is None for r in rows),  # --mc-mode generate: no letter found
-            "samples_file": samples.name,
-        }
+        result = {"type": "multiple_choice", **result_header(prepared, config, rows, samples.name)}
         if not labeled:  # answers not public: the leaderboard's submission file, and no accuracy
             file = output.write_predictions(spec.name, prepared.split, predictions)
             return {**result, "predictions_file": file.name, **_no_accuracy(spec, predictions)}
@@ -156,3 +145,22 @@ def _no_accuracy(spec: MultipleChoiceSpec, predictions: dict[str, dict[str, str]
         "micro": {"n": n, "correct": None, "acc": None, "acc_stderr": None},
         "macro": {"groups": len(predictions), "acc": None, "acc_stderr": None},
     }
+
+
+def sample_row(spec, score, ident: str) -> dict:
+    """The fields every multiple-choice sample row starts with (letter and cloze scoring alike)."""
+    request = score.request
+    return {"task": spec.name, "subject": request.subject, "index": request.index, "id": ident,
+            "prompt_sha256": sha256_text(request.prompt), "prompt_tokens": score.prompt_tokens,
+            "truncated": score.truncated}
+
+
+def result_header(prepared: PreparedTask, config: RunConfig, rows: list[dict], samples_name: str) -> dict:
+    """What a multiple-choice task's results block records of its run, after its ``type`` (and scoring)."""
+    spec = prepared.spec
+    return {"spec": str(spec.path), "spec_sha256": spec.spec_hash(), "split": prepared.split,
+            "fewshot_split": spec.fewshot_split, "num_fewshot": config.num_fewshot, "prompt_style": config.prompt_style,
+            "prompt_sha256": sha256_text("\n".join(r["prompt_sha256"] for r in rows)),
+            "data_files": prepared.data_files, "n_truncated": sum(r["truncated"] for r in rows),
+            "n_unparsed": sum(r["prediction"] is None for r in rows),  # --mc-mode generate: no letter found
+            "samples_file": samples_name}
