@@ -49,15 +49,20 @@ def supports_shared_prefix_attention(model, total_length: int, device: str) -> b
 
 
 @contextmanager
-def shared_prefix_attention(model):
-    """Run ``model``'s attention through ``attention_with_shared_prefix`` inside the block."""
+def attention_implementation(model, name: str):
+    """Run ``model``'s attention through the registered implementation ``name`` inside the block."""
     config = model.config
     before = config._attn_implementation
-    config._attn_implementation = NAME
+    config._attn_implementation = name
     try:
         yield
     finally:
         config._attn_implementation = before
+
+
+def shared_prefix_attention(model):
+    """Run ``model``'s attention through ``attention_with_shared_prefix`` inside the block."""
+    return attention_implementation(model, NAME)
 
 
 @dataclass

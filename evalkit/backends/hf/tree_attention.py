@@ -15,14 +15,13 @@ why questions are packed together rather than run one by one.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
 
-from evalkit.backends.hf.shared_prefix_attention import _FLASH_CPU
+from evalkit.backends.hf.shared_prefix_attention import _FLASH_CPU, attention_implementation
 
 NAME = "evalkit_cloze_tree"
 
@@ -93,16 +92,9 @@ def tree_attention(module, query, key, value, attention_mask, scaling=None, drop
     return out.transpose(0, 1).unsqueeze(0), None
 
 
-@contextmanager
 def packed_questions(model):
     """Run ``model``'s attention through ``tree_attention`` inside the block."""
-    config = model.config
-    before = config._attn_implementation
-    config._attn_implementation = NAME
-    try:
-        yield
-    finally:
-        config._attn_implementation = before
+    return attention_implementation(model, NAME)
 
 
 def _no_mask(*args, **kwargs):
